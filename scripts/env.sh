@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# The project's environment, made and entered the same way by `make`, CI and users.
+#
+#   scripts/env.sh setup         make the environment (idempotent, cached)
+#   scripts/env.sh run CMD ...   run CMD inside it, from the repository root
+#   scripts/env.sh lock          re-resolve requirements.in into requirements.lock
+#
+# Why two paths: TFX 1.21's ml-metadata and tensorflow-data-validation wheels need
+# glibc >= 2.38. On such a host (Ubuntu 24.04, Debian 13) this is a plain venv in
+# .venv/. On an older host (Debian 12) it builds a Debian 13 root filesystem with
+# debootstrap (needs root), installs the same lock into a venv inside it, and runs
+# every command there through `unshare -m` + `chroot`, with the repository and the
+# usual data folders bind-mounted at the same paths. The root filesystem is cached
+# outside the clone, keyed by the hash of requirements.lock and this recipe, so
+# a second clone on the same machine reuses it and a changed lock rebuilds it.
+#
+# Environment knobs:
+#   CNS_ENV_CACHE   where root filesystems are cached (default /var/cache/cns-vaegan)
+#   CNS_ENV_MODE    force "venv" or "rootfs" instead of choosing by glibc version
+#   CNS_EXTRA_MOUNTS  colon-separated host paths to also bind into the root filesystem
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOCK="$REPO/requirements.lock"
+CACHE=${CNS_ENV_CACHE:-/var/cache/cns-vaegan}
+SUITE=trixie
+MIRROR=${CNS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# Debian packages inside the root filesystem; g++ because pyfarmhash builds from source.
+APT_PACKAGES="python3,python3-venv,python3-dev,g++,ca-certificates,fonts-cns11643-kai,procps"
+RECIPE_VERSION=1
+# Host folders visible inside the root filesystem at the same paths (user data, temp).
+DEFAULT_MOUNTS="/home:/root:/tmp:/var/tmp:/mnt:/media:/srv:/data:/work"
+
+die() { echo "env.sh: $*" >&2; exit 1; }
+log() { echo "env.sh: $*" >&2; }
+
+glibc_ok() {  # glibc >= 2.39: TFX 1.21's wheels load natively
+  local v; v=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')
+  [ -n "$v" ] && [ "$(printf '%s\n2.39\n' "$v" | sort -V | head -1)" = "2.39" ]
+}
+
+mode() {
+  if [ -n "${CNS_ENV_MODE:-}" ]; then echo "$CNS_ENV_MODE"
+  elif glibc_ok; then echo venv
+  else echo rootfs; fi
+}
+
+env_key() {
+  { cat "$LOCK" 2>/dev/null; echo "$SUITE $APT_PACKAGES $RECIPE_VERSION"; } | sha256sum | cut -c1-16
+}
+
+# ---------------------------------------------------------------- plain venv
+setup_venv() {
+  local venv="$REPO/.venv" key; key=$(env_key)
+  if [ ! -f "$venv/.cns-key" ] || [ "$(cat "$venv/.cns-key")" != "$key" ]; then
+    log "creating $venv from requirements.lock"
+    rm -rf "$venv"
+    python3 -m venv "$venv" || die "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"
+    "$venv/bin/pip" install -q --upgrade pip
+    "$venv/bin/pip" install -r "$LOCK" || die "pip install -r requirements.lock failed (see above)"
+    echo "$key" > "$venv/.cns-key"
+  fi
+  install_project "$venv/bin/pip" "$venv"
+  local font=/usr/share/fonts/truetype/cns11643/TW-Kai-98_1.ttf
+  if [ ! -f "$font" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get install -y -q fonts-cns11643-kai >/dev/null || die "apt-get install fonts-cns11643-kai failed"
+    else
+      log "warning: $font missing; run 'sudo apt-get install fonts-cns11643-kai' or pass --font"
+    fi
+  fi
+}
+
+# Editable install of the project itself; repeated only when the clone path changes.
+install_project() {
+  local pip=$1 prefix=$2 marker="$2/.cns-project"
+  local stamp; stamp="$REPO $(sha256sum "$REPO/pyproject.toml" | cut -c1-16)"
+  if [ ! -f "$marker" ] || [ "$(cat "$marker")" != "$stamp" ]; then
+    "$pip" install -q --no-deps --no-build-isolation -e "$REPO" || die "installing the project (pip install -e .) failed"
+    echo "$stamp" > "$marker"
+  fi
+}
+
+# ------------------------------------------------------- Debian 13 root filesystem
+rootfs_dir() { echo "$CACHE/rootfs-$(env_key)"; }
+
+# Runs "$@" inside root filesystem $1 in a private mount namespace (mounts vanish on exit).
+enter() {
+  local root=$1; shift
+  local mounts="$DEFAULT_MOUNTS:${CNS_EXTRA_MOUNTS:-}:$REPO"
+  # shellcheck disable=SC2016
+  unshare -m --propagation private -- bash -c '
+    set -e
+    root=$1; mounts=$2; shift 2
+    mount -t proc proc "$root/proc"
+    mount --rbind /dev "$root/dev"
+    mount --rbind /sys "$root/sys"
+    cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+    IFS=: ; for d in $mounts; do
+      [ -n "$d" ] && [ -d "$d" ] || continue
+      mkdir -p "$root$d" && mount --rbind "$d" "$root$d"
+    done
+    unset IFS
+    exec chroot "$root" /usr/bin/env -u PIP_FIND_LINKS -u PYTHONPATH -u PYTHONHOME \
+      PATH=/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+      PIP_CONFIG_FILE=/dev/null "$@"
+  ' enter "$root" "$mounts" "$@"
+}
+
+in_root() {  # run a command in the root filesystem with the venv on PATH, cwd = $PWD
+  local root=$1; shift
+  enter "$root" /usr/bin/env VIRTUAL_ENV=/venv HOME="${HOME:-/root}" /bin/bash -c 'cd "$0" && exec "$@"' "$PWD" "$@"
+}
+
+build_rootfs() {  # $1: target dir; $2: pip arguments (requirement set)
+  local target=$1; shift
+  local tmp="$target.partial"
+  [ "$(id -u)" = 0 ] || die "this host's glibc is older than 2.39, so the environment is a Debian 13 root filesystem, which needs root: re-run as root (or use a glibc >= 2.39 host)"
+  command -v debootstrap >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null; } \
+    || die "could not install debootstrap: run 'apt-get update && apt-get install debootstrap'"
+  rm -rf --one-file-system "$tmp"
+  log "building Debian 13 root filesystem in $tmp (debootstrap, ~1 min)"
+  debootstrap --variant=minbase --include="$APT_PACKAGES" "$SUITE" "$tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
+    || die "debootstrap failed; see $CACHE/debootstrap.log"
+  # The registry's TLS may go through a proxy whose CA lives in the host's store.
+  if compgen -G "/usr/local/share/ca-certificates/*" >/dev/null; then
+    cp -r /usr/local/share/ca-certificates/. "$tmp/usr/local/share/ca-certificates/"
+  fi
+  enter "$tmp" update-ca-certificates >/dev/null || die "update-ca-certificates failed inside the root filesystem"
+  log "installing Python packages into the root filesystem (~3 min, ~3.5 GB)"
+  enter "$tmp" /usr/bin/python3 -m venv /venv || die "python3 -m venv failed inside the root filesystem"
+  enter "$tmp" /venv/bin/pip install -q --upgrade pip || die "pip upgrade failed"
+  enter "$tmp" /venv/bin/pip install "$@" \
+    || die "pip install failed inside the root filesystem (network or CA certificates? see above)"
+  mv "$tmp" "$target"
+}
+
+setup_rootfs() {
+  mkdir -p "$CACHE"
+  local root; root=$(rootfs_dir)
+  exec 9>"$CACHE/.lock"; flock 9
+  if [ ! -d "$root" ]; then
+    [ -f "$LOCK" ] || die "requirements.lock is missing: run 'scripts/env.sh lock'"
+    build_rootfs "$root" -r "$REPO/requirements.lock" 2>&1 || exit 1
+    # Older root filesystems (other lock hashes) are stale: free their space.
+    for old in "$CACHE"/rootfs-*; do
+      [ "$old" = "$root" ] || rm -rf --one-file-system "$old"
+    done
+  fi
+  flock -u 9
+  install_project_rootfs "$root"
+}
+
+install_project_rootfs() {
+  local root=$1 stamp marker="$1/venv/.cns-project"
+  stamp="$REPO $(sha256sum "$REPO/pyproject.toml" | cut -c1-16)"
+  if [ ! -f "$marker" ] || [ "$(cat "$marker")" != "$stamp" ]; then
+    (cd "$REPO" && in_root "$root" pip install -q --no-deps --no-build-isolation -e "$REPO") \
+      || die "installing the project (pip install -e .) inside the root filesystem failed"
+    echo "$stamp" > "$marker"
+  fi
+}
+
+# ----------------------------------------------------------------------- main
+cmd=${1:-}; shift || true
+case "$cmd" in
+  setup)
+    if [ "$(mode)" = venv ]; then setup_venv; else setup_rootfs; fi ;;
+  run)
+    [ $# -gt 0 ] || die "usage: scripts/env.sh run CMD [ARGS...]"
+    if [ "$(mode)" = venv ]; then
+      setup_venv; cd "$REPO"; PATH="$REPO/.venv/bin:$PATH" VIRTUAL_ENV="$REPO/.venv" exec "$@"
+    else
+      setup_rootfs; cd "$REPO"; in_root "$(rootfs_dir)" "$@"
+    fi ;;
+  lock)
+    # Resolve requirements.in in a scratch environment of the same kind and freeze it.
+    if [ "$(mode)" = venv ]; then
+      tmpv=$(mktemp -d); python3 -m venv "$tmpv"
+      "$tmpv/bin/pip" install -q -r "$REPO/requirements.in" && "$tmpv/bin/pip" freeze --exclude-editable > "$LOCK"
+      rm -rf "$tmpv"
+    else
+      mkdir -p "$CACHE"; scratch="$CACHE/rootfs-lock"
+      rm -rf --one-file-system "$scratch"
+      cp "$REPO/requirements.in" /tmp/cns-requirements.in
+      build_rootfs "$scratch" -r /tmp/cns-requirements.in
+      in_root "$scratch" pip freeze --exclude-editable > "$LOCK"
+      # The scratch filesystem has exactly the lock installed: keep it as the cached one.
+      rm -rf --one-file-system "$(rootfs_dir)"; mv "$scratch" "$(rootfs_dir)"
+    fi
+    log "wrote $LOCK ($(wc -l < "$LOCK") packages)" ;;
+  *) die "usage: scripts/env.sh setup | run CMD [ARGS...] | lock" ;;
+esac
