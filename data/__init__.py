@@ -1,0 +1,1 @@
+"""The built-in CNS glyph dataset: rendering PNGs from a font, and glyph file names."""
