@@ -1,0 +1,20 @@
+# The two commands of README.md. Everything runs inside the project's environment
+# (scripts/env.sh: a venv, or a cached Debian 13 root filesystem on older hosts).
+ENV := scripts/env.sh
+# Extra flags for the local runner, e.g. make run ARGS="--data-root ~/pngs -- --runner=FlinkRunner"
+ARGS ?=
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: run test setup benchmark
+
+run:  ## set up, then run the whole local pipeline on the built-in dataset
+	$(ENV) run python -m cns_vaegan.pipeline.local_runner $(ARGS)
+
+test:  ## set up, then run the test suite
+	$(ENV) run python -m pytest $(ARGS)
+
+setup:
+	$(ENV) setup
+
+benchmark:
+	$(ENV) run python benchmarks/ingest_throughput.py $(ARGS)

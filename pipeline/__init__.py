@@ -1,0 +1,1 @@
+"""The TFX pipeline definition, its defaults, and the local runner."""

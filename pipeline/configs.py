@@ -1,0 +1,34 @@
+"""Defaults for the pipeline; every one can be overridden by a runner flag."""
+import os
+
+PIPELINE_NAME = 'cns-vaegan'
+
+# Repository root, so defaults work from any working directory.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The built-in dataset: the seed's TWKai98_32x32 set, rendered from the CNS TW-Kai font
+# by cns_vaegan.data.render_glyphs (the local runner renders it on first use).
+BUILTIN_DATA_ROOT = os.path.join(REPO_ROOT, 'data', 'glyphs', 'twkai_32')
+
+# Everything a run writes (artifacts, ML Metadata, pushed models) lives under here.
+OUTPUT_DIR = os.path.join(REPO_ROOT, 'outputs')
+
+# Image layout the model takes; PngExampleGen converts every PNG to it once.
+IMAGE_SIZE = 32
+IMAGE_CHANNELS = 1
+EVAL_PERCENT = 10
+
+# Beam's DirectRunner with one worker process per core. Runner flags given on the
+# command line come after these, so they win (e.g. --runner=FlinkRunner ...).
+DEFAULT_BEAM_PIPELINE_ARGS = [
+    '--direct_running_mode=multi_processing',
+    '--direct_num_workers=0',  # 0 = as many workers as cores
+]
+
+
+def pipeline_root(output_dir: str = OUTPUT_DIR, pipeline_name: str = PIPELINE_NAME) -> str:
+  return os.path.join(output_dir, 'pipelines', pipeline_name)
+
+
+def metadata_path(output_dir: str = OUTPUT_DIR, pipeline_name: str = PIPELINE_NAME) -> str:
+  return os.path.join(output_dir, 'metadata', pipeline_name, 'metadata.db')
