@@ -135,6 +135,14 @@ build_rootfs() {  # $1: target dir; $2: pip arguments (requirement set)
   mv "$tmp" "$target"
 }
 
+# Root filesystems of other lock hashes are stale: free their space (~4 GB each).
+remove_stale_rootfs() {
+  local keep=$1 old
+  for old in "$CACHE"/rootfs-*; do
+    [ "$old" = "$keep" ] || [ ! -d "$old" ] || rm -rf --one-file-system "$old"
+  done
+}
+
 setup_rootfs() {
   mkdir -p "$CACHE"
   local root; root=$(rootfs_dir)
@@ -142,10 +150,7 @@ setup_rootfs() {
   if [ ! -d "$root" ]; then
     [ -f "$LOCK" ] || die "requirements.lock is missing: run 'scripts/env.sh lock'"
     build_rootfs "$root" -r "$REPO/requirements.lock" 2>&1 || exit 1
-    # Older root filesystems (other lock hashes) are stale: free their space.
-    for old in "$CACHE"/rootfs-*; do
-      [ "$old" = "$root" ] || rm -rf --one-file-system "$old"
-    done
+    remove_stale_rootfs "$root"
   fi
   flock -u 9
   install_project_rootfs "$root"
@@ -187,6 +192,7 @@ case "$cmd" in
       in_root "$scratch" pip freeze --exclude-editable > "$LOCK"
       # The scratch filesystem has exactly the lock installed: keep it as the cached one.
       rm -rf --one-file-system "$(rootfs_dir)"; mv "$scratch" "$(rootfs_dir)"
+      remove_stale_rootfs "$(rootfs_dir)"
     fi
     log "wrote $LOCK ($(wc -l < "$LOCK") packages)" ;;
   *) die "usage: scripts/env.sh setup | run CMD [ARGS...] | lock" ;;

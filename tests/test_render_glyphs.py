@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cns_vaegan.data import glyph_names, render_glyphs
+from cns_vaegan.data import arithmetic_tuples, glyph_names, render_glyphs
 from conftest import TEST_CHARACTERS
 
 
@@ -70,7 +70,12 @@ def test_missing_font_is_a_clear_error(tmp_path, capsys):
   assert 'font not found: /nope.ttf' in capsys.readouterr().err
 
 
-def test_seed_arithmetic_tuples_ship_with_the_dataset():
-  path = os.path.join(os.path.dirname(render_glyphs.__file__), 'arithmetic_tuples.txt')
-  rows = [line.split() for line in open(path, encoding='utf-8') if line.strip()]
-  assert ['酪', '鉻', '鉸'] in rows and all(len(r) == 3 for r in rows)
+def test_seed_arithmetic_tuples_ship_with_the_dataset(tmp_path):
+  rows = arithmetic_tuples.read_tuples()
+  assert len(rows) == 14 and rows[12] == ('酪', '鉻', '鉸')  # the seed's test-arith-12 figure
+  seed_style = tmp_path / 'test.txt'
+  seed_style.write_text('酪鉻鉸\n\n你 妳 如\n', encoding='utf-8')
+  assert arithmetic_tuples.read_tuples(str(seed_style)) == [('酪', '鉻', '鉸'), ('你', '妳', '如')]
+  seed_style.write_text('酪鉻\n', encoding='utf-8')
+  with pytest.raises(ValueError, match='test.txt:1: expected three characters'):
+    arithmetic_tuples.read_tuples(str(seed_style))

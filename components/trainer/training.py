@@ -1,0 +1,188 @@
+"""The training loop around VAEGAN.train_step: devices, checkpoints, summaries, progress.
+
+Resumable: a CheckpointManager saves every `checkpoint_every_steps` into a directory
+that outlives the run, and a restarted run restores the latest checkpoint and goes on
+from its step. Observable: TensorBoard scalars (every loss term, D(x), D(x~), learning
+rates, images/s, sample diversity), image grids (reconstructions, prior samples, an
+interpolation strip, as the seed's figures), and the latent projector at the end.
+"""
+import os
+import time
+from typing import List, Optional
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from cns_vaegan.components import glyph_figures
+from cns_vaegan.components.trainer import input_data
+from cns_vaegan.components.trainer.architecture import Architecture
+from cns_vaegan.components.trainer.training_config import TrainingConfig
+from cns_vaegan.components.trainer.vaegan import VAEGAN
+
+# Below this share of the real glyphs' spread, prior samples are (close to) all alike.
+COLLAPSE_DIVERSITY_RATIO = 0.2
+
+
+def configure_devices(cpu_replicas: int) -> None:
+  """Splits the CPU into `cpu_replicas` logical devices (only possible before TF uses devices)."""
+  if cpu_replicas <= 1 or tf.config.list_physical_devices('GPU'):
+    return
+  cpu = tf.config.list_physical_devices('CPU')[0]
+  wanted = [tf.config.LogicalDeviceConfiguration()] * cpu_replicas
+  try:
+    tf.config.set_logical_device_configuration(cpu, wanted)
+  except RuntimeError:  # devices already initialised in this process
+    have = len(tf.config.list_logical_devices('CPU'))
+    if have < cpu_replicas:
+      logging.warning('cpu_replicas=%d asked for, but TensorFlow already initialised %d CPU '
+                      'device(s) in this process; training on those', cpu_replicas, have)
+
+
+def make_strategy(cpu_replicas: int = 0) -> tf.distribute.MirroredStrategy:
+  """MirroredStrategy over every GPU; with none, over `cpu_replicas` logical CPUs (or the one CPU)."""
+  configure_devices(cpu_replicas)
+  gpus = tf.config.list_logical_devices('GPU')
+  if gpus:
+    return tf.distribute.MirroredStrategy([d.name for d in gpus])
+  cpus = [d.name for d in tf.config.list_logical_devices('CPU')]
+  return tf.distribute.MirroredStrategy(cpus[:max(cpu_replicas, 1)])
+
+
+def mean_pairwise_distance(images) -> float:
+  """Mean L2 distance between the images of a batch: the spread that collapse destroys."""
+  flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+  squared = np.sum(flat ** 2, axis=1)
+  distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * flat @ flat.T, 0))
+  n = len(flat)
+  return float(distances.sum() / (n * (n - 1)))
+
+
+def interpolation_strip(model: VAEGAN, first, second, steps: int = 8) -> np.ndarray:
+  """The seed's strip: first, its reconstruction, the interpolations, the other's, other."""
+  z, _, _ = model.encode(np.stack([first, second]))
+  weights = tf.reshape(tf.linspace(0.0, 1.0, steps), [-1, 1])
+  between = model.decode((1.0 - weights) * z[0] + weights * z[1]).numpy()
+  return np.concatenate([first[None], between[:1], between, between[-1:], second[None]])
+
+
+class _Progress:
+  """Images/s over the last logging interval."""
+
+  def __init__(self, step: int):
+    self.step, self.time = step, time.perf_counter()
+
+  def rate(self, step: int, batch_size: int) -> float:
+    now = time.perf_counter()
+    rate = (step - self.step) * batch_size / max(now - self.time, 1e-9)
+    self.step, self.time = step, now
+    return rate
+
+
+def write_image_summaries(model: VAEGAN, real, prior_eps, step: int) -> float:
+  """Reconstruction grid, prior samples, interpolation strip; returns the sample diversity ratio."""
+  reconstructions = model.reconstruct(real).numpy()
+  samples = model.decode(model.prior(prior_eps)).numpy()
+  pairs = np.concatenate([real[:, None], reconstructions[:, None]], axis=1).reshape(
+      (-1,) + real.shape[1:])
+  figures = {
+      'reconstructions': glyph_figures.grid(pairs, columns=16),
+      'samples': glyph_figures.grid(samples, columns=8),
+      'interpolation': glyph_figures.grid(interpolation_strip(model, real[0], real[1]), columns=12),
+  }
+  for name, image in figures.items():
+    tf.summary.image(name, image[None], step=step)
+  ratio = mean_pairwise_distance(samples) / max(mean_pairwise_distance(real), 1e-9)
+  tf.summary.scalar('diversity/samples_over_real', ratio, step=step)
+  if ratio < COLLAPSE_DIVERSITY_RATIO:
+    logging.warning('step %d: prior samples are nearly identical (diversity %.3f of the real '
+                    'glyphs\'): the GAN may be collapsing', step, ratio)
+  return ratio
+
+
+def write_projector(model: VAEGAN, eval_patterns: List[str], arch: Architecture, log_dir: str,
+                    n: int) -> None:
+  """The seed's embedding viewer: encoder means of eval glyphs, with sprite and characters."""
+  from tensorboard.plugins import projector  # pylint: disable=g-import-not-at-top
+  examples = input_data.first_examples(eval_patterns, arch, n)
+  images = examples['image']
+  _, mean, _ = model.encode(images)
+  folder = os.path.join(log_dir, 'projector')
+  tf.io.gfile.makedirs(folder)
+  with tf.io.gfile.GFile(os.path.join(folder, 'metadata.tsv'), 'w') as f:
+    f.write('character\tcode_point\n')
+    for character, code_point in zip(examples['character'], examples['code_point']):
+      f.write(f'{character.decode("utf-8")}\tU+{code_point:04X}\n')
+  columns = int(np.ceil(np.sqrt(len(images))))
+  sprite = glyph_figures.grid(images, columns=columns, padding=0)
+  with tf.io.gfile.GFile(os.path.join(folder, 'sprite.png'), 'wb') as f:
+    f.write(glyph_figures.png_bytes(sprite))
+  embedding = tf.Variable(mean, name='latent_means')
+  tf.train.Checkpoint(embedding=embedding).save(os.path.join(folder, 'embedding.ckpt'))
+  config = projector.ProjectorConfig()
+  entry = config.embeddings.add()
+  entry.tensor_name = 'embedding/.ATTRIBUTES/VARIABLE_VALUE'
+  entry.metadata_path = 'metadata.tsv'
+  entry.sprite.image_path = 'sprite.png'
+  entry.sprite.single_image_dim.extend([arch.img_w, arch.img_h])
+  projector.visualize_embeddings(folder, config)
+
+
+def train(train_patterns: List[str], eval_patterns: List[str], arch: Architecture,
+          config: TrainingConfig, num_steps: int, log_dir: str, checkpoint_dir: str,
+          strategy: Optional[tf.distribute.Strategy] = None) -> VAEGAN:
+  """Trains to `num_steps` global steps, resuming from checkpoint_dir if it has a checkpoint."""
+  if config.mixed_precision and tf.config.list_physical_devices('GPU'):
+    tf.keras.mixed_precision.set_global_policy('mixed_float16')
+  strategy = strategy or make_strategy(config.cpu_replicas)
+  if config.batch_size % strategy.num_replicas_in_sync:
+    raise ValueError(f'batch_size {config.batch_size} does not split evenly over '
+                     f'{strategy.num_replicas_in_sync} replicas')
+  tf.keras.utils.set_random_seed(config.seed)
+  with strategy.scope():
+    model = VAEGAN(arch, config, strategy)
+    checkpoint = tf.train.Checkpoint(step=model.step, **model.networks,
+                                     **{f'{k}_optimizer': v for k, v in model.optimizers.items()})
+  manager = tf.train.CheckpointManager(
+      checkpoint, checkpoint_dir, max_to_keep=3, step_counter=model.step,
+      checkpoint_interval=config.checkpoint_every_steps)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    logging.info('Resumed from %s at step %d', manager.latest_checkpoint, int(model.step.numpy()))
+  step = int(model.step.numpy())
+  logging.info('Training %d -> %d steps on %d replica(s) (%s), global batch %d',
+               step, num_steps, strategy.num_replicas_in_sync,
+               ', '.join(strategy.extended.worker_devices), config.batch_size)
+
+  batches = strategy.experimental_distribute_dataset(input_data.training_batches(
+      train_patterns, arch, config.batch_size, config.seed, config.shuffle_buffer, first_batch=step))
+  real = input_data.first_examples(eval_patterns, arch, 32)['image']
+  prior_eps = tf.random.stateless_normal([64, arch.z_dim], seed=[config.seed, 7])
+  writer = tf.summary.create_file_writer(log_dir)
+  progress, metrics = _Progress(step), {}
+  with writer.as_default():
+    for batch in batches:
+      if step >= num_steps:
+        break
+      update_discriminator, update_decoder = model.equilibrium_gates(metrics)
+      metrics = model.train_step(batch, update_discriminator, update_decoder)
+      step = int(model.step.numpy())
+      if step % config.summary_every_steps == 0 or step == num_steps:
+        for name, value in metrics.items():
+          tf.summary.scalar(f'loss/{name}', value, step=step)
+        for name, optimizer in model.optimizers.items():
+          tf.summary.scalar(f'learning_rate/{name}', tf.convert_to_tensor(optimizer.learning_rate), step=step)
+        tf.summary.scalar('gates/update_discriminator', float(update_discriminator), step=step)
+        tf.summary.scalar('gates/update_decoder', float(update_decoder), step=step)
+      if step % config.log_every_steps == 0 or step == num_steps:
+        rate = progress.rate(step, config.batch_size)
+        tf.summary.scalar('throughput/images_per_second', rate, step=step)
+        logging.info('step %d/%d  %s  %.0f images/s', step, num_steps,
+                     '  '.join(f'{k}={float(v):.3f}' for k, v in sorted(metrics.items())), rate)
+      if step % config.image_summary_every_steps == 0 or step == num_steps:
+        write_image_summaries(model, real, prior_eps, step)
+      manager.save(checkpoint_number=step)
+  manager.save(checkpoint_number=step, check_interval=False)
+  if config.projector_samples:
+    write_projector(model, eval_patterns, arch, log_dir, config.projector_samples)
+  return model

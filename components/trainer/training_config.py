@@ -1,0 +1,51 @@
+"""Training hyper-parameters. Defaults are the seed's (tf-vaegan v0.4, the README's figures).
+
+Every field can be set from the pipeline (the Trainer's custom_config['training']).
+"""
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+  batch_size: int = 64                  # global batch, split across replicas
+  learning_rate: float = 2e-4           # one Adam per network
+  beta1: float = 0.5
+  gamma: float = 0.1                    # weight of Dis_l in the decoder's loss (Eq. 9)
+  decoder_steps_per_discriminator_step: int = 2   # the seed updates G twice per D step
+  # v0.4 (default) vs v0.4.1 choices:
+  latent_tanh: bool = True              # z = tanh(mean + sigma·eps); KL taken before the tanh
+  prior_samples_to_discriminator: bool = False   # D also sees G(z_p), z_p from the prior
+  prior_samples_to_decoder: bool = False         # G also learns to fool D with G(z_p)
+  dis_l_layer: int = 4                  # which discriminator conv gives Dis_l: 4 (last) or 3
+  # Larsen et al.'s official equilibrium gating (off in the seed):
+  equilibrium_gating: bool = False
+  equilibrium: float = 0.68
+  equilibrium_margin: float = 0.35
+  # Devices and precision:
+  mixed_precision: bool = False         # float16 compute on GPU
+  cpu_replicas: int = 0                 # >1: MirroredStrategy over that many logical CPUs (no GPU)
+  # Observability and resumption:
+  log_every_steps: int = 50
+  summary_every_steps: int = 50
+  image_summary_every_steps: int = 500
+  checkpoint_every_steps: int = 500
+  projector_samples: int = 1000         # eval glyphs in the TensorBoard projector
+  shuffle_buffer: int = 25000
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.dis_l_layer not in (1, 2, 3, 4):
+      raise ValueError(f'training: dis_l_layer must be 1..4, got {self.dis_l_layer}')
+    if self.batch_size <= 0 or self.decoder_steps_per_discriminator_step < 1:
+      raise ValueError('training: batch_size and decoder_steps_per_discriminator_step must be positive')
+
+  @classmethod
+  def from_dict(cls, values: dict) -> 'TrainingConfig':
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values or {}) - known
+    if unknown:
+      raise ValueError(f'training: unknown keys {sorted(unknown)} (known: {sorted(known)})')
+    return cls(**(values or {}))
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
