@@ -54,7 +54,7 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--data-root', help='PNG folder (default: the built-in dataset)')
   parser.add_argument('--limit', type=int, help='use only the first N files (a copy is made)')
-  parser.add_argument('--image-size', type=int, default=configs.IMAGE_SIZE)
+  parser.add_argument('--image-size', type=int, default=32)
   args = parser.parse_args(argv)
   beam_args = configs.DEFAULT_BEAM_PIPELINE_ARGS + beam_extra
 

@@ -13,10 +13,16 @@ BUILTIN_DATA_ROOT = os.path.join(REPO_ROOT, 'data', 'glyphs', 'twkai_32')
 # Everything a run writes (artifacts, ML Metadata, pushed models) lives under here.
 OUTPUT_DIR = os.path.join(REPO_ROOT, 'outputs')
 
-# Image layout the model takes; PngExampleGen converts every PNG to it once.
-IMAGE_SIZE = 32
-IMAGE_CHANNELS = 1
+# The network, as the seed's editable architecture.json; PngExampleGen converts every
+# PNG to its img_h x img_w x img_c once.
+ARCHITECTURE_PATH = os.path.join(REPO_ROOT, 'components', 'trainer', 'architecture.json')
 EVAL_PERCENT = 10
+
+# Global steps of the default local run. The seed trained 100 epochs (~32,700 steps of 64);
+# at ~97 images/s on a 2-core CPU that is ~6 h, so the default is a short run
+# (benchmarks/train_throughput.py prints the figures of your machine). Raise it with
+# --train-steps on a GPU box.
+TRAIN_STEPS = 600
 
 # Beam's DirectRunner with one worker process per core. Runner flags given on the
 # command line come after these, so they win (e.g. --runner=FlinkRunner ...).

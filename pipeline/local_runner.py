@@ -1,7 +1,8 @@
 """Runs the pipeline on this machine with TFX's LocalDagRunner.
 
     python -m cns_vaegan.pipeline.local_runner                      # built-in dataset
-    python -m cns_vaegan.pipeline.local_runner --data-root ~/my_pngs
+    python -m cns_vaegan.pipeline.local_runner --data-root ~/my_pngs --train-steps 30000
+    python -m cns_vaegan.pipeline.local_runner --hparam gamma=0.01 --hparam latent_tanh=false
     python -m cns_vaegan.pipeline.local_runner -- --runner=FlinkRunner --flink_master=host:8081
 
 Arguments after `--` go to Apache Beam unchanged (DirectRunner in multi-processing
@@ -9,15 +10,29 @@ mode unless they say otherwise). ML Metadata lives in SQLite under --output-dir,
 second run with nothing changed reuses every cached result.
 """
 import argparse
+import json
 import os
 import sys
 from typing import List, Optional
 
 from absl import logging
-from tfx import v1 as tfx
 
+from cns_vaegan.components.trainer import training as trainer_training
+from cns_vaegan.components.trainer.architecture import Architecture
+from cns_vaegan.components.trainer.training_config import TrainingConfig
 from cns_vaegan.data import render_glyphs
 from cns_vaegan.pipeline import configs, pipeline
+
+
+def _hparam(text: str):
+  """key=value, the value read as JSON when it parses (numbers, true/false), else a string."""
+  key, sep, value = text.partition('=')
+  if not sep:
+    raise argparse.ArgumentTypeError(f'expected key=value, got {text!r}')
+  try:
+    return key, json.loads(value)
+  except json.JSONDecodeError:
+    return key, value
 
 
 def parse_args(argv: Optional[List[str]] = None):
@@ -34,33 +49,54 @@ def parse_args(argv: Optional[List[str]] = None):
   parser.add_argument('--output-dir', default=configs.OUTPUT_DIR,
                       help='where artifacts and the ML Metadata SQLite store go (default: %(default)s)')
   parser.add_argument('--pipeline-name', default=configs.PIPELINE_NAME)
-  parser.add_argument('--image-size', type=int, default=configs.IMAGE_SIZE)
-  parser.add_argument('--image-channels', type=int, default=configs.IMAGE_CHANNELS, choices=(1, 3))
+  parser.add_argument('--architecture', default=configs.ARCHITECTURE_PATH,
+                      help='network JSON (img_h, img_w, img_c, ch, z_dim, ...)')
+  parser.add_argument('--image-size', type=int, help='override the architecture\'s img_h and img_w')
+  parser.add_argument('--train-steps', type=int, default=configs.TRAIN_STEPS,
+                      help='global training steps (default: %(default)s)')
+  parser.add_argument('--hparam', type=_hparam, action='append', default=[], metavar='KEY=VALUE',
+                      help='a training setting (see components/trainer/training_config.py); repeatable')
+  parser.add_argument('--cpu-replicas', type=int, default=0,
+                      help='with no GPU, train with MirroredStrategy over this many logical CPUs')
   parser.add_argument('--eval-percent', type=int, default=configs.EVAL_PERCENT)
   parser.add_argument('--no-cache', action='store_true', help='re-run every component')
   args = parser.parse_args(argv)
   args.beam_pipeline_args = configs.DEFAULT_BEAM_PIPELINE_ARGS + beam_args
+
+  architecture = Architecture.load(args.architecture).to_dict()
+  if args.image_size:
+    architecture.update(img_h=args.image_size, img_w=args.image_size)
+  args.architecture_values = Architecture.from_dict(architecture).to_dict()  # validates
+  training = dict(args.hparam)
+  if args.cpu_replicas:
+    training['cpu_replicas'] = args.cpu_replicas
+  TrainingConfig.from_dict(training)  # fail now, not after ingestion, on a bad setting
+  args.training_values = training
   return args
 
 
 def ensure_builtin_dataset(data_root: str = configs.BUILTIN_DATA_ROOT) -> str:
-  """Renders the built-in TW-Kai dataset on first use."""
+  """Renders the built-in TW-Kai dataset (the seed's 32 px set) on first use."""
   if not os.path.isdir(data_root) or not os.listdir(data_root):
     logging.info('Rendering the built-in dataset into %s', data_root)
-    render_glyphs.render_dataset(data_root, size=configs.IMAGE_SIZE)
+    render_glyphs.render_dataset(data_root)
   return data_root
 
 
 def run(args) -> None:
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   data_root = args.data_root or ensure_builtin_dataset()
   if '://' not in data_root and not os.path.isdir(data_root):
     raise SystemExit(f'local_runner: --data-root {data_root} is not a folder')
+  # Every component runs in this process: split the CPU before any of them touches TF.
+  trainer_training.configure_devices(args.training_values.get('cpu_replicas', 0))
   tfx.orchestration.LocalDagRunner().run(pipeline.create_pipeline(
       pipeline_name=args.pipeline_name,
       pipeline_root=configs.pipeline_root(args.output_dir, args.pipeline_name),
       data_root=data_root,
-      image_size=args.image_size,
-      image_channels=args.image_channels,
+      architecture=args.architecture_values,
+      training=args.training_values,
+      train_steps=args.train_steps,
       eval_percent=args.eval_percent,
       beam_pipeline_args=args.beam_pipeline_args,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(

@@ -8,8 +8,9 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
 from cns_vaegan.pipeline import configs, local_runner
+from conftest import TINY_ARCHITECTURE
 
-COMPONENTS = ['PngExampleGen', 'StatisticsGen', 'SchemaGen']
+COMPONENTS = ['PngExampleGen', 'StatisticsGen', 'SchemaGen', 'Trainer']
 
 
 def _executions(output_dir):
@@ -31,7 +32,10 @@ def test_local_pipeline_ingests_caches_and_reingests_on_change(glyph_dir, tmp_pa
   (data / 'README.txt').write_text('not a glyph')
   output = str(tmp_path / 'out')
   # The default Beam arguments: DirectRunner in multi-processing mode.
-  args = ['--data-root', str(data), '--output-dir', output, '--image-size', '16']
+  architecture = tmp_path / 'architecture.json'
+  architecture.write_text(json.dumps(TINY_ARCHITECTURE))
+  args = ['--data-root', str(data), '--output-dir', output, '--architecture', str(architecture),
+          '--train-steps', '4', '--hparam', 'batch_size=4', '--hparam', 'projector_samples=4']
 
   local_runner.main(args)
   first = _executions(output)
@@ -50,6 +54,10 @@ def test_local_pipeline_ingests_caches_and_reingests_on_change(glyph_dir, tmp_pa
   schema = open(os.path.join(schema_dir, schema_run, 'schema.pbtxt')).read()
   assert 'name: "image"' in schema and 'dim {\n      size: 256\n    }' in schema
 
+  model_dir = os.path.join(root, 'Trainer', 'model')
+  [model_run] = os.listdir(model_dir)
+  assert os.path.isfile(os.path.join(model_dir, model_run, 'Format-Serving', 'saved_model.pb'))
+
   local_runner.main(args)  # nothing changed: every component is a cache hit
   second = _executions(output)
   assert all(second[c] == ['COMPLETE', 'CACHED'] for c in COMPONENTS), second
@@ -57,4 +65,4 @@ def test_local_pipeline_ingests_caches_and_reingests_on_change(glyph_dir, tmp_pa
   shutil.copy(data / 'U20320.png', data / 'U+4F60.png')  # a new file: re-ingest
   local_runner.main(args)
   third = _executions(output)
-  assert third['PngExampleGen'] == ['COMPLETE', 'CACHED', 'COMPLETE'], third
+  assert all(third[c] == ['COMPLETE', 'CACHED', 'COMPLETE'] for c in COMPONENTS), third

@@ -1,7 +1,10 @@
 """Encoder, decoder (generator) and discriminator, as the seed's model/vaegan.py.
 
-All convolutions are 5x5 with stride 2. Batch norm is synchronized across replicas,
-so a MirroredStrategy step normalizes over the global batch exactly as one device would.
+All convolutions are 5x5 with stride 2. As in the seed (slim layers with a
+normalizer_fn), a layer followed by batch norm has no bias: batch norm's own offset
+replaces it, and a bias there would get only rounding noise as gradient. Batch norm
+is synchronized across replicas, so a MirroredStrategy step normalizes over the
+global batch exactly as one device would.
 """
 import keras
 from keras import layers
@@ -16,7 +19,8 @@ def _batch_norm(arch: Architecture, name: str):
 
 
 def _conv_block(x, channels, arch, name, batch_norm=True):
-  x = layers.Conv2D(channels, 5, strides=2, padding='same', name=f'{name}_conv')(x)
+  x = layers.Conv2D(channels, 5, strides=2, padding='same', use_bias=not batch_norm,
+                    name=f'{name}_conv')(x)
   if batch_norm:
     x = _batch_norm(arch, f'{name}_bn')(x)
   return layers.LeakyReLU(negative_slope=arch.leaky_relu_slope, name=f'{name}_lrelu')(x)
@@ -38,12 +42,12 @@ def build_decoder(arch: Architecture) -> keras.Model:
   """z -> image in [-1, 1]: dense to (h/16, w/16, 8ch), transposed convs to 4ch, 2ch, ch, img_c."""
   z = keras.Input((arch.z_dim,), name='z')
   h, w = arch.img_h // 16, arch.img_w // 16
-  x = layers.Dense(h * w * arch.ch * 8, name='dec_dense')(z)
+  x = layers.Dense(h * w * arch.ch * 8, use_bias=False, name='dec_dense')(z)
   x = _batch_norm(arch, 'dec_dense_bn')(x)
   x = layers.ReLU()(x)
   x = layers.Reshape((h, w, arch.ch * 8))(x)
   for i, multiple in enumerate((4, 2, 1)):
-    x = layers.Conv2DTranspose(arch.ch * multiple, 5, strides=2, padding='same',
+    x = layers.Conv2DTranspose(arch.ch * multiple, 5, strides=2, padding='same', use_bias=False,
                                name=f'dec{i + 1}_deconv')(x)
     x = _batch_norm(arch, f'dec{i + 1}_bn')(x)
     x = layers.ReLU()(x)

@@ -1,0 +1,138 @@
+"""The VAE-GAN: loss terms, which network each update moves, and the distributed step."""
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cns_vaegan.components.trainer import losses
+from cns_vaegan.components.trainer.architecture import Architecture
+from cns_vaegan.components.trainer.training_config import TrainingConfig
+from cns_vaegan.components.trainer.vaegan import VAEGAN
+from conftest import TINY_ARCHITECTURE
+
+ARCH = Architecture(**TINY_ARCHITECTURE)
+BATCH = 8
+
+
+def make_batch(seed=0):
+  rng = np.random.default_rng(seed)
+  return {
+      'image': rng.uniform(-1, 1, (BATCH,) + ARCH.image_shape).astype(np.float32),
+      'eps': rng.standard_normal((BATCH, ARCH.z_dim)).astype(np.float32),
+      'z_prior_eps': rng.standard_normal((BATCH, ARCH.z_dim)).astype(np.float32),
+  }
+
+
+def build(strategy=None, **config):
+  strategy = strategy or tf.distribute.get_strategy()
+  tf.keras.utils.set_random_seed(1)
+  with strategy.scope():
+    return VAEGAN(ARCH, TrainingConfig(batch_size=BATCH, **config), strategy)
+
+
+def trainable(model):
+  return {name: [v.numpy().copy() for v in net.trainable_variables]
+          for name, net in model.networks.items()}
+
+
+def changed(before, after):
+  return {name for name in before
+          if any(not np.array_equal(b, a) for b, a in zip(before[name], after[name]))}
+
+
+# ------------------------------------------------------------------------ loss terms
+def test_kl_of_the_standard_normal_is_zero_and_grows_with_the_mean():
+  zeros = tf.zeros([3, 5])
+  np.testing.assert_allclose(losses.kl_to_standard_normal(zeros, zeros), 0.0, atol=1e-7)
+  np.testing.assert_allclose(losses.kl_to_standard_normal(tf.ones([3, 5]), zeros), 2.5, rtol=1e-6)
+  assert float(losses.kl_to_standard_normal(zeros, tf.fill([1, 5], 1.0))[0]) > 0
+
+
+def test_dis_l_is_minimal_when_the_features_match():
+  features = tf.random.stateless_normal([4, 10], seed=[1, 2])
+  floor = 0.5 * 10 * math.log(2 * math.pi)
+  np.testing.assert_allclose(losses.dis_l(features, features), floor, rtol=1e-6)
+  assert np.all(losses.dis_l(features, features + 0.1).numpy() > floor)
+  np.testing.assert_allclose(losses.dis_l(features, features + 1.0), floor + 5.0, rtol=1e-6)
+
+
+def test_bce_with_logits():
+  np.testing.assert_allclose(losses.bce_with_logits(tf.zeros([2, 1]), 1.0), [math.log(2)] * 2, rtol=1e-6)
+  assert float(losses.bce_with_logits(tf.constant([[10.0]]), 1.0)[0]) < 1e-4
+
+
+# ------------------------------------------------------------------- the loss split
+@pytest.mark.parametrize('update, moves', [
+    ('_discriminator_update', {'discriminator'}),
+    ('_decoder_update', {'decoder'}),
+    ('_encoder_update', {'encoder'}),
+])
+def test_each_update_moves_only_its_own_network(update, moves):
+  model = build()
+  batch = make_batch()
+  before = trainable(model)
+  getattr(model, update)(batch['image'], batch['eps'], batch['z_prior_eps'])
+  assert changed(before, trainable(model)) == moves
+
+
+def test_a_train_step_moves_every_network_and_gates_skip_theirs():
+  model = build()
+  before = trainable(model)
+  model.train_step(make_batch())
+  assert changed(before, trainable(model)) == {'encoder', 'decoder', 'discriminator'}
+  before = trainable(model)
+  model.train_step(make_batch(1), update_discriminator=False)
+  assert changed(before, trainable(model)) == {'encoder', 'decoder'}
+  before = trainable(model)
+  model.train_step(make_batch(2), update_decoder=False)
+  assert changed(before, trainable(model)) == {'encoder', 'discriminator'}
+  assert int(model.step.numpy()) == 3
+
+
+def test_the_decoder_is_trained_on_the_space_the_prior_samples_come_from():
+  tanh_model, plain_model = build(latent_tanh=True), build(latent_tanh=False)
+  eps = tf.constant([[3.0] * ARCH.z_dim])
+  assert float(tf.reduce_max(tanh_model.prior(eps))) < 1.0
+  z = tanh_model.latent(tf.constant([[2.0] * ARCH.z_dim]), tf.zeros([1, ARCH.z_dim]), eps)
+  assert float(tf.reduce_max(tf.abs(z))) < 1.0
+  np.testing.assert_allclose(plain_model.prior(eps), eps)
+
+
+def test_prior_samples_reach_the_discriminator_when_asked():
+  model = build(prior_samples_to_discriminator=True, prior_samples_to_decoder=True)
+  batch = make_batch()
+  metrics = model.train_step(batch)
+  plain = build().train_step(batch)
+  assert float(metrics['discriminator_loss']) > float(plain['discriminator_loss']) + 0.3
+
+
+def test_equilibrium_gates_follow_the_official_thresholds():
+  model = build(equilibrium_gating=True)
+  assert model.equilibrium_gates({}) == (True, True)
+  assert model.equilibrium_gates({'d_real_bce': 0.2, 'd_fake_bce': 0.6}) == (False, True)
+  assert model.equilibrium_gates({'d_real_bce': 1.2, 'd_fake_bce': 0.6}) == (True, False)
+  assert model.equilibrium_gates({'d_real_bce': 0.2, 'd_fake_bce': 1.2}) == (True, True)
+  assert build().equilibrium_gates({'d_real_bce': 0.2, 'd_fake_bce': 0.6}) == (True, True)
+
+
+# ------------------------------------------------------------------- distribution
+def test_two_replicas_update_exactly_as_one_device_on_the_same_global_batch():
+  assert len(tf.config.list_logical_devices('CPU')) >= 2, 'conftest splits the CPU in two'
+  one = tf.distribute.MirroredStrategy(['/cpu:0'])
+  two = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+  single, double = build(one), build(two)
+  for name, net in single.networks.items():
+    double.networks[name].set_weights(net.get_weights())
+  batch = make_batch()
+  results = []
+  for strategy, model in ((one, single), (two, double)):
+    distributed = next(iter(strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors(batch))))
+    results.append({k: float(v) for k, v in model.train_step(distributed).items()})
+  assert two.num_replicas_in_sync == 2
+  for name in results[0]:
+    assert results[1][name] == pytest.approx(results[0][name], rel=1e-4, abs=1e-5), name
+  for name, net in single.networks.items():
+    for a, b in zip(net.get_weights(), double.networks[name].get_weights()):
+      np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
