@@ -1,0 +1,158 @@
+"""The SavedModel contract: every signature against the Keras model in-process."""
+import io
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from cns_vaegan.components.trainer import export
+from cns_vaegan.components.trainer.architecture import Architecture
+from cns_vaegan.components.trainer.training_config import TrainingConfig
+from cns_vaegan.components.trainer.vaegan import VAEGAN
+from conftest import TINY_ARCHITECTURE
+
+ARCH = Architecture(**TINY_ARCHITECTURE)
+CHARS = '酪鉻鉸你'
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory, glyph_dir):
+  """(Keras-side VAEGAN, loaded SavedModel, {character: PNG bytes}, {character: pixels [0,1]})."""
+  tf.keras.utils.set_random_seed(3)
+  model = VAEGAN(ARCH, TrainingConfig(batch_size=4), tf.distribute.get_strategy())
+  batch = np.random.default_rng(0).uniform(-1, 1, (4,) + ARCH.image_shape).astype(np.float32)
+  noise = np.random.default_rng(1).standard_normal((4, ARCH.z_dim)).astype(np.float32)
+  model.train_step({'image': batch, 'eps': noise, 'z_prior_eps': noise})  # non-trivial BN stats
+  path = str(tmp_path_factory.mktemp('export') / 'model')
+  export.export_saved_model(model, path)
+  pngs, pixels = {}, {}
+  for ch in CHARS:
+    with open(os.path.join(glyph_dir, f'U{ord(ch)}.png'), 'rb') as f:
+      pngs[ch] = f.read()
+    pixels[ch] = np.asarray(Image.open(io.BytesIO(pngs[ch])), np.float32)[..., None] / 255.0
+  return model, tf.saved_model.load(path), pngs, pixels
+
+
+def keras_codes(model, pixels):
+  mean, log_variance = model.encoder(pixels * 2.0 - 1.0, training=False)
+  return mean.numpy(), log_variance.numpy()
+
+
+def keras_decode(model, z):
+  return (model.decoder(z, training=False).numpy() + 1.0) / 2.0
+
+
+def png_pixels(png_bytes):
+  return np.asarray(Image.open(io.BytesIO(png_bytes)))
+
+
+def test_the_model_exports_every_documented_signature(exported):
+  _, loaded, _, _ = exported
+  assert set(loaded.signatures) == {'encode', 'encode_pixels', 'decode', 'reconstruct', 'arithmetic',
+                                    'interpolate', 'sample', 'serving_default'}
+
+
+def test_encode_matches_the_encoder_for_png_and_raw_pixels(exported):
+  model, loaded, pngs, pixels = exported
+  batch = np.stack([pixels[c] for c in CHARS])
+  out = loaded.signatures['encode'](images=tf.constant([pngs[c] for c in CHARS]))
+  mean, log_variance = keras_codes(model, batch)
+  np.testing.assert_allclose(out['mean'], mean, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(out['log_variance'], log_variance, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(out['z'], np.tanh(mean), rtol=1e-5, atol=1e-5)  # decoder's space
+  raw = loaded.signatures['encode_pixels'](pixels=tf.constant(batch))
+  np.testing.assert_allclose(raw['z'], out['z'], rtol=1e-5, atol=1e-6)
+
+
+def test_decode_returns_floats_in_0_1_and_the_same_pixels_as_png(exported):
+  model, loaded, _, _ = exported
+  z = np.tanh(np.random.default_rng(2).standard_normal((3, ARCH.z_dim))).astype(np.float32)
+  out = loaded.signatures['decode'](z=tf.constant(z))
+  assert out['images'].shape == (3, 16, 16, 1) and out['images'].dtype == tf.float32
+  assert out['png'].shape == (3,) and out['png'].dtype == tf.string
+  np.testing.assert_allclose(out['images'], keras_decode(model, z), rtol=1e-5, atol=1e-5)
+  for image, png in zip(out['images'].numpy(), out['png'].numpy()):
+    np.testing.assert_array_equal(png_pixels(png), np.round(image[..., 0] * 255).astype(np.uint8))
+
+
+def test_reconstruct_is_decode_of_encode(exported):
+  model, loaded, pngs, pixels = exported
+  out = loaded.signatures['reconstruct'](images=tf.constant([pngs['酪']]))
+  mean, _ = keras_codes(model, pixels['酪'][None])
+  np.testing.assert_allclose(out['images'], keras_decode(model, np.tanh(mean)), rtol=1e-4, atol=1e-5)
+  assert loaded.signatures['serving_default'](images=tf.constant([pngs['酪']]))['png'].shape == (1,)
+
+
+def test_arithmetic_is_the_seeds_four_panels(exported):
+  model, loaded, pngs, pixels = exported
+  out = loaded.signatures['arithmetic'](
+      a=tf.constant([pngs['酪']]), b=tf.constant([pngs['鉻']]), c=tf.constant([pngs['鉸']]),
+      coefficients=tf.constant([], tf.float32))
+  np.testing.assert_allclose(out['coefficients'], export.SEED_COEFFICIENTS)
+  assert out['images'].shape == (1, 5, 16, 16, 1) and out['png'].shape == (1, 5)
+  assert out['reconstructions'].shape == (1, 3, 16, 16, 1)
+  means = [keras_codes(model, pixels[c][None])[0] for c in '酪鉻鉸']
+  combined = means[0] - means[1] + means[2]
+  for k, a in enumerate(export.SEED_COEFFICIENTS):
+    np.testing.assert_allclose(out['images'][0, k], keras_decode(model, np.tanh(a * combined))[0],
+                               rtol=1e-4, atol=1e-5)
+  expected_input_domain = np.clip(pixels['酪'] - pixels['鉻'] + pixels['鉸'], 0, 1)
+  np.testing.assert_allclose(out['input_domain'][0], expected_input_domain, atol=1e-6)
+  custom = loaded.signatures['arithmetic'](
+      a=tf.constant([pngs['酪']] * 2), b=tf.constant([pngs['鉻']] * 2),
+      c=tf.constant([pngs['鉸']] * 2), coefficients=tf.constant([1.0, 2.0]))
+  assert custom['png'].shape == (2, 2)
+
+
+def test_interpolate_strip_has_inputs_at_the_ends_and_reconstructions_next_to_them(exported):
+  model, loaded, pngs, pixels = exported
+  out = loaded.signatures['interpolate'](start=tf.constant([pngs['你']]),
+                                         end=tf.constant([pngs['酪']]), steps=tf.constant(6))
+  strip = out['images'].numpy()[0]
+  assert strip.shape == (8, 16, 16, 1) and out['png'].shape == (1, 8)
+  np.testing.assert_allclose(strip[0], pixels['你'], atol=1e-6)
+  np.testing.assert_allclose(strip[-1], pixels['酪'], atol=1e-6)
+  recon = loaded.signatures['reconstruct'](images=tf.constant([pngs['你']]))['images'][0]
+  np.testing.assert_allclose(strip[1], recon, rtol=1e-4, atol=1e-5)
+
+
+def test_sample_is_reproducible_by_seed(exported):
+  _, loaded, _, _ = exported
+  first = loaded.signatures['sample'](n=tf.constant(5), seed=tf.constant(7, tf.int64))
+  again = loaded.signatures['sample'](n=tf.constant(5), seed=tf.constant(7, tf.int64))
+  other = loaded.signatures['sample'](n=tf.constant(5), seed=tf.constant(8, tf.int64))
+  assert first['images'].shape == (5, 16, 16, 1) and first['z'].shape == (5, ARCH.z_dim)
+  assert float(tf.reduce_max(tf.abs(first['z']))) < 1.0  # tanh-ed prior: the decoder's space
+  np.testing.assert_array_equal(first['images'], again['images'])
+  assert not np.array_equal(first['images'], other['images'])
+
+
+def test_larger_and_rgba_pngs_are_converted_to_the_model_layout_in_the_graph(exported):
+  _, loaded, pngs, pixels = exported
+  big = Image.open(io.BytesIO(pngs['你'])).resize((48, 48), Image.Resampling.NEAREST).convert('RGBA')
+  buffer = io.BytesIO()
+  big.save(buffer, format='PNG')
+  out = loaded.signatures['encode'](images=tf.constant([buffer.getvalue()]))
+  assert out['z'].shape == (1, ARCH.z_dim)
+
+
+@pytest.mark.parametrize('signature, inputs, message', [
+    ('encode', dict(images=tf.constant([b'not a png'])), 'PNG|png|image'),
+    ('encode_pixels', dict(pixels=tf.zeros([1, 8, 8, 1])), "input pixels must have shape"),
+    ('decode', dict(z=tf.zeros([1, 3])), "input z must have shape"),
+    ('interpolate', dict(start=tf.constant([b'x']), end=tf.constant([b'x', b'y']),
+                         steps=tf.constant(4)), 'same batch size'),
+    ('sample', dict(n=tf.constant(0), seed=tf.constant(1, tf.int64)), "input n must be at least 1"),
+])
+def test_bad_inputs_fail_at_the_signature_with_the_input_named(exported, signature, inputs, message):
+  _, loaded, _, _ = exported
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    loaded.signatures[signature](**inputs)
+
+
+def test_wrong_dtypes_are_refused_at_the_signature_boundary(exported):
+  _, loaded, _, _ = exported
+  with pytest.raises((TypeError, tf.errors.InvalidArgumentError), match='float'):
+    loaded.signatures['decode'](z=tf.zeros([1, ARCH.z_dim], tf.int32))
