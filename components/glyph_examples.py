@@ -120,3 +120,29 @@ def feature_spec(size: int, channels: int) -> dict:
       CODE_POINT: tf.io.FixedLenFeature([], tf.int64),
       SOURCE_FILE: tf.io.FixedLenFeature([], tf.string),
   }
+
+
+def list_files(patterns) -> list:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  files = sorted(f for pattern in patterns for f in tf.io.gfile.glob(pattern))
+  if not files:
+    raise ValueError(f'no TFRecord files match {patterns}')
+  return files
+
+
+def read_examples(patterns, size: int, channels: int):
+  """tf.data of parsed examples ({'image', 'character', ...}) from gzipped TFRecords, read in parallel."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  spec = feature_spec(size, channels)
+  return (tf.data.TFRecordDataset(list_files(patterns), compression_type='GZIP',
+                                  num_parallel_reads=tf.data.AUTOTUNE)
+          .map(lambda record: tf.io.parse_single_example(record, spec),
+               num_parallel_calls=tf.data.AUTOTUNE))
+
+
+def first_examples(patterns, size: int, channels: int, n: int) -> dict:
+  """The first n examples as numpy arrays ({'image', 'character', ...}), for figures and checks."""
+  batch = next(iter(read_examples(patterns, size, channels).batch(n)), None)
+  if batch is None:
+    raise ValueError(f'no examples in {patterns}')
+  return {key: value.numpy() for key, value in batch.items()}

@@ -1,18 +1,23 @@
-"""Image grids and strips of glyphs, as the seed's figures (shared by trainer and evaluator).
+"""Image grids and panels of glyphs, as the seed's figures (trainer, evaluator, serving CLI).
 
-Inputs are batches in [-1, 1] (the model's range), shape (n, h, w, c); outputs uint8.
+Figures are built from uint8 batches (n, h, w, c); convert first with from_model_range
+([-1, 1], the networks' range) or from_unit_range ([0, 1], the SavedModel's outputs).
 """
 import io
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from cns_vaegan.components.glyph_examples import denormalize as to_uint8
+from cns_vaegan.components.glyph_examples import denormalize as from_model_range  # noqa: F401
 
 
-def grid(images, columns: int, padding: int = 1) -> np.ndarray:
-  """(n, h, w, c) -> one (rows·(h+p), columns·(w+p), c) uint8 image, row-major, white gutters."""
-  images = to_uint8(images)
+def from_unit_range(images) -> np.ndarray:
+  return np.clip(np.round(np.asarray(images, np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def grid(images: np.ndarray, columns: int, padding: int = 1) -> np.ndarray:
+  """(n, h, w, c) uint8 -> one image, row-major, with white gutters of `padding` pixels."""
   n, h, w, c = images.shape
   rows = -(-n // columns)
   out = np.full((rows * (h + padding) + padding, columns * (w + padding) + padding, c), 255, np.uint8)
@@ -23,6 +28,18 @@ def grid(images, columns: int, padding: int = 1) -> np.ndarray:
   return out
 
 
+def panel(rows: Sequence[np.ndarray], padding: int = 1, gap: int = 4) -> np.ndarray:
+  """Rows of different lengths, left-aligned, `gap` pixels between rows (the seed's panels)."""
+  columns = max(len(row) for row in rows)
+  parts = [grid(np.asarray(row), columns, padding) for row in rows]
+  c = parts[0].shape[-1]
+  spacer = np.full((gap, parts[0].shape[1], c), 255, np.uint8)
+  out = [parts[0]]
+  for part in parts[1:]:
+    out += [spacer, part]
+  return np.concatenate(out, axis=0)
+
+
 def png_bytes(image: np.ndarray) -> bytes:
   image = image[..., 0] if image.shape[-1] == 1 else image
   buffer = io.BytesIO()
@@ -31,6 +48,7 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def save_png(image: np.ndarray, path: str) -> str:
-  with open(path, 'wb') as f:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (gfile: works on gs:// too)
+  with tf.io.gfile.GFile(path, 'wb') as f:
     f.write(png_bytes(image))
   return path

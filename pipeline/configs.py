@@ -32,6 +32,10 @@ DEFAULT_BEAM_PIPELINE_ARGS = [
 ]
 
 
+# TensorFlow Serving reads <serving base>/<model name>/<numeric version>/saved_model.pb.
+MODEL_NAME = 'cns_vaegan'
+
+
 def pipeline_root(output_dir: str = OUTPUT_DIR, pipeline_name: str = PIPELINE_NAME) -> str:
   return os.path.join(output_dir, 'pipelines', pipeline_name)
 

@@ -20,7 +20,7 @@ from absl import logging
 from cns_vaegan.components.trainer import training as trainer_training
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
-from cns_vaegan.data import render_glyphs
+from cns_vaegan.data import arithmetic_tuples, render_glyphs
 from cns_vaegan.pipeline import configs, pipeline
 
 
@@ -59,6 +59,14 @@ def parse_args(argv: Optional[List[str]] = None):
   parser.add_argument('--cpu-replicas', type=int, default=0,
                       help='with no GPU, train with MirroredStrategy over this many logical CPUs')
   parser.add_argument('--eval-percent', type=int, default=configs.EVAL_PERCENT)
+  parser.add_argument('--serving-base', default=None,
+                      help='TF Serving base path; blessed models go to <it>/<model name>/<version> '
+                           '(default: <output-dir>/serving)')
+  parser.add_argument('--model-name', default=configs.MODEL_NAME)
+  parser.add_argument('--thresholds', help='JSON file of blessing thresholds '
+                      '({"reconstruction.ssim.mean": {"min": 0.2}, ...}; see README)')
+  parser.add_argument('--eval-examples', type=int, default=2048,
+                      help='eval glyphs (and prior samples) the evaluator measures')
   parser.add_argument('--no-cache', action='store_true', help='re-run every component')
   args = parser.parse_args(argv)
   args.beam_pipeline_args = configs.DEFAULT_BEAM_PIPELINE_ARGS + beam_args
@@ -72,6 +80,13 @@ def parse_args(argv: Optional[List[str]] = None):
     training['cpu_replicas'] = args.cpu_replicas
   TrainingConfig.from_dict(training)  # fail now, not after ingestion, on a bad setting
   args.training_values = training
+  args.evaluation_values = {
+      'max_examples': args.eval_examples, 'num_samples': args.eval_examples,
+      'arithmetic_tuples': arithmetic_tuples.read_tuples()}
+  if args.thresholds:
+    with open(args.thresholds, encoding='utf-8') as f:
+      args.evaluation_values['thresholds'] = json.load(f)
+  args.serving_base = args.serving_base or os.path.join(args.output_dir, 'serving')
   return args
 
 
@@ -98,6 +113,8 @@ def run(args) -> None:
       training=args.training_values,
       train_steps=args.train_steps,
       eval_percent=args.eval_percent,
+      serving_model_dir=os.path.join(args.serving_base, args.model_name),
+      evaluation=args.evaluation_values,
       beam_pipeline_args=args.beam_pipeline_args,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           configs.metadata_path(args.output_dir, args.pipeline_name)),

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from cns_vaegan.components import glyph_figures
+from cns_vaegan.components import glyph_examples, glyph_figures
 from cns_vaegan.components.trainer import input_data
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
@@ -85,10 +85,12 @@ def write_image_summaries(model: VAEGAN, real, prior_eps, step: int) -> float:
   samples = model.decode(model.prior(prior_eps)).numpy()
   pairs = np.concatenate([real[:, None], reconstructions[:, None]], axis=1).reshape(
       (-1,) + real.shape[1:])
+  to_uint8 = glyph_figures.from_model_range
   figures = {
-      'reconstructions': glyph_figures.grid(pairs, columns=16),
-      'samples': glyph_figures.grid(samples, columns=8),
-      'interpolation': glyph_figures.grid(interpolation_strip(model, real[0], real[1]), columns=12),
+      'reconstructions': glyph_figures.grid(to_uint8(pairs), columns=16),
+      'samples': glyph_figures.grid(to_uint8(samples), columns=8),
+      'interpolation': glyph_figures.grid(
+          to_uint8(interpolation_strip(model, real[0], real[1])), columns=12),
   }
   for name, image in figures.items():
     tf.summary.image(name, image[None], step=step)
@@ -104,7 +106,7 @@ def write_projector(model: VAEGAN, eval_patterns: List[str], arch: Architecture,
                     n: int) -> None:
   """The seed's embedding viewer: encoder means of eval glyphs, with sprite and characters."""
   from tensorboard.plugins import projector  # pylint: disable=g-import-not-at-top
-  examples = input_data.first_examples(eval_patterns, arch, n)
+  examples = glyph_examples.first_examples(eval_patterns, arch.img_h, arch.img_c, n)
   images = examples['image']
   _, mean, _ = model.encode(images)
   folder = os.path.join(log_dir, 'projector')
@@ -114,7 +116,7 @@ def write_projector(model: VAEGAN, eval_patterns: List[str], arch: Architecture,
     for character, code_point in zip(examples['character'], examples['code_point']):
       f.write(f'{character.decode("utf-8")}\tU+{code_point:04X}\n')
   columns = int(np.ceil(np.sqrt(len(images))))
-  sprite = glyph_figures.grid(images, columns=columns, padding=0)
+  sprite = glyph_figures.grid(glyph_figures.from_model_range(images), columns=columns, padding=0)
   with tf.io.gfile.GFile(os.path.join(folder, 'sprite.png'), 'wb') as f:
     f.write(glyph_figures.png_bytes(sprite))
   embedding = tf.Variable(mean, name='latent_means')
@@ -156,7 +158,7 @@ def train(train_patterns: List[str], eval_patterns: List[str], arch: Architectur
 
   batches = strategy.experimental_distribute_dataset(input_data.training_batches(
       train_patterns, arch, config.batch_size, config.seed, config.shuffle_buffer, first_batch=step))
-  real = input_data.first_examples(eval_patterns, arch, 32)['image']
+  real = glyph_examples.first_examples(eval_patterns, arch.img_h, arch.img_c, 32)['image']
   prior_eps = tf.random.stateless_normal([64, arch.z_dim], seed=[config.seed, 7])
   writer = tf.summary.create_file_writer(log_dir)
   progress, metrics = _Progress(step), {}

@@ -1,0 +1,203 @@
+"""GlyphEvaluator's executor: measure the candidate SavedModel, compare, bless or refuse.
+
+It evaluates the exported SavedModel itself, through its signatures, so what is
+measured is exactly what TF Serving will serve. Outputs follow TFX's conventions so the
+standard Pusher and LatestBlessedModelStrategy understand them: the ModelBlessing
+artifact carries `blessed` (1/0), `current_model`/`current_model_id`, and a BLESSED or
+NOT_BLESSED file; the ModelEvaluation artifact holds metrics.json and the figures.
+"""
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tfx import types
+from tfx.components.evaluator import constants
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils, path_utils
+
+from cns_vaegan.components import glyph_examples, glyph_figures
+from cns_vaegan.components.evaluator import blessing_rules, quality_metrics
+
+EXAMPLES_KEY, MODEL_KEY, BASELINE_MODEL_KEY = 'examples', 'model', 'baseline_model'
+EVALUATION_KEY, BLESSING_KEY = 'evaluation', 'blessing'
+METRICS_FILE = 'metrics.json'
+_BATCH = 256
+
+
+class ServedGlyphModel:
+  """A SavedModel with the trainer's signatures, called batch by batch with numpy in and out."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self.signatures = tf.saved_model.load(path).signatures
+    _, self.height, self.width, self.channels = self.signatures['decode'].structured_outputs[
+        'images'].shape
+    self.z_dim = self.signatures['sample'].structured_outputs['z'].shape[1]
+
+  def call(self, name: str, **inputs) -> Dict[str, np.ndarray]:
+    outputs = self.signatures[name](**{k: tf.constant(v) for k, v in inputs.items()})
+    return {k: v.numpy() for k, v in outputs.items()}
+
+  def reconstruct_pixels(self, pixels: np.ndarray) -> np.ndarray:
+    out = []
+    for start in range(0, len(pixels), _BATCH):
+      z = self.call('encode_pixels', pixels=pixels[start:start + _BATCH])['z']
+      out.append(self.call('decode', z=z)['images'])
+    return np.concatenate(out)
+
+  def sample(self, n: int, seed: int) -> np.ndarray:
+    return np.concatenate([self.call('sample', n=np.int32(min(_BATCH, n - s)), seed=np.int64(seed + s))
+                           ['images'] for s in range(0, n, _BATCH)])
+
+
+def serving_check(model: ServedGlyphModel, pngs: List[bytes]) -> Dict[str, Any]:
+  """Every signature answers on eval glyphs with finite outputs of the documented shapes."""
+  n, z = len(pngs), model.z_dim
+  image = (model.height, model.width, model.channels)
+  pixels = np.zeros((n,) + image, np.float32)
+  calls = {
+      'encode': (dict(images=np.array(pngs)), {'z': (n, z)}),
+      'encode_pixels': (dict(pixels=pixels), {'z': (n, z)}),
+      'decode': (dict(z=np.zeros((n, z), np.float32)), {'images': (n,) + image, 'png': (n,)}),
+      'reconstruct': (dict(images=np.array(pngs)), {'images': (n,) + image}),
+      'serving_default': (dict(images=np.array(pngs)), {'images': (n,) + image}),
+      'arithmetic': (dict(a=np.array(pngs), b=np.array(pngs[::-1]), c=np.array(pngs),
+                          coefficients=np.array([], np.float32)), {'images': (n, 5) + image}),
+      'interpolate': (dict(start=np.array(pngs), end=np.array(pngs[::-1]), steps=np.int32(4)),
+                      {'images': (n, 6) + image}),
+      'sample': (dict(n=np.int32(n), seed=np.int64(0)), {'images': (n,) + image}),
+  }
+  results = {}
+  for name, (inputs, expected) in calls.items():
+    try:
+      outputs = model.call(name, **inputs)
+      problems = [f'{key} has shape {outputs[key].shape}, expected {shape}'
+                  for key, shape in expected.items() if outputs[key].shape != shape]
+      problems += [f'{key} is not finite' for key, value in outputs.items()
+                   if value.dtype.kind == 'f' and not np.all(np.isfinite(value))]
+      results[name] = 'ok' if not problems else '; '.join(problems)
+    except Exception as error:  # pylint: disable=broad-except  (any failure is a finding)
+      results[name] = f'error: {type(error).__name__}: {str(error).splitlines()[0][:300]}'
+  return {'signatures': results, 'all_ok': float(all(v == 'ok' for v in results.values()))}
+
+
+def measure(model: ServedGlyphModel, real: np.ndarray, space: quality_metrics.PcaSpace,
+            num_samples: int, seed: int) -> Dict[str, Any]:
+  """Reconstruction of the eval glyphs, and prior samples against them."""
+  per_image = quality_metrics.reconstruction_per_image(real, model.reconstruct_pixels(real))
+  samples = model.sample(num_samples, seed)
+  return {
+      'reconstruction': {
+          'mse': quality_metrics.mean_and_worst_decile(per_image['mse'], higher_is_better=False),
+          'psnr': quality_metrics.mean_and_worst_decile(per_image['psnr'], higher_is_better=True),
+          'ssim': quality_metrics.mean_and_worst_decile(per_image['ssim'], higher_is_better=True),
+      },
+      'samples': quality_metrics.sample_quality(samples, real[:num_samples], space, seed),
+  }
+
+
+def find_glyphs(patterns: List[str], size: int, channels: int, characters: set) -> Dict[str, np.ndarray]:
+  """{character: image in [0, 1]} for the wanted characters present in the examples."""
+  found = {}
+  for example in glyph_examples.read_examples(patterns, size, channels).as_numpy_iterator():
+    character = example[glyph_examples.CHARACTER].decode('utf-8')
+    if character in characters and character not in found:
+      found[character] = (example[glyph_examples.IMAGE] + 1.0) / 2.0
+  return found
+
+
+def write_figures(model: ServedGlyphModel, real: np.ndarray, examples: types.Artifact, out_dir: str,
+                  tuples: List[List[str]], seed: int) -> Dict[str, str]:
+  """The seed's figures from the candidate: reconstructions, samples, interpolation, arithmetic."""
+  unit = glyph_figures.from_unit_range
+  figures = {}
+  shown = real[:32]
+  pairs = np.stack([shown, model.reconstruct_pixels(shown)], 1).reshape((-1,) + shown.shape[1:])
+  figures['reconstructions'] = glyph_figures.grid(unit(pairs), columns=16)
+  figures['samples'] = glyph_figures.grid(unit(model.sample(64, seed)), columns=8)
+  pngs = [glyph_figures.png_bytes(unit(image)) for image in real[:2]]
+  strip = model.call('interpolate', start=np.array(pngs[:1]), end=np.array(pngs[1:2]),
+                     steps=np.int32(8))['images'][0]
+  figures['interpolation'] = glyph_figures.grid(unit(strip), columns=len(strip))
+  wanted = {c for t in tuples for c in t}
+  patterns = [os.path.join(artifact_utils.get_split_uri([examples], split), '*')
+              for split in artifact_utils.decode_split_names(examples.split_names)]
+  glyphs = find_glyphs(patterns, model.height, model.channels, wanted) if wanted else {}
+  for a, b, c in tuples:
+    if not all(ch in glyphs for ch in (a, b, c)):
+      logging.info('Arithmetic %s-%s+%s skipped: not every character is in the examples', a, b, c)
+      continue
+    inputs = [glyph_figures.png_bytes(unit(glyphs[ch])) for ch in (a, b, c)]
+    out = model.call('arithmetic', a=np.array(inputs[:1]), b=np.array(inputs[1:2]),
+                     c=np.array(inputs[2:]), coefficients=np.array([], np.float32))
+    figures[f'arithmetic_{a}-{b}+{c}'] = glyph_figures.panel([
+        unit(np.stack([glyphs[ch] for ch in (a, b, c)])), unit(out['reconstructions'][0]),
+        unit(out['images'][0]), unit(out['input_domain'][:1])])
+  paths = {}
+  for name, image in figures.items():
+    paths[name] = glyph_figures.save_png(image, os.path.join(out_dir, f'{name}.png'))
+  return paths
+
+
+class Executor(base_executor.BaseExecutor):
+  """Measures the candidate (and the baseline, if any), writes the evaluation, blesses or not."""
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+    examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+    model_artifact = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+    baselines = input_dict.get(BASELINE_MODEL_KEY) or []
+    baseline_artifact: Optional[types.Artifact] = baselines[0] if baselines else None
+    evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
+    blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
+    thresholds = json.loads(exec_properties['thresholds'])
+    tuples = json.loads(exec_properties.get('arithmetic_tuples') or '[]')
+    seed, num_samples = int(exec_properties['seed']), int(exec_properties['num_samples'])
+
+    model = ServedGlyphModel(path_utils.serving_model_path(model_artifact.uri))
+    eval_patterns = [os.path.join(artifact_utils.get_split_uri([examples], 'eval'), '*')]
+    data = glyph_examples.first_examples(eval_patterns, model.height, model.channels,
+                                         int(exec_properties['max_examples']))
+    real = (data[glyph_examples.IMAGE] + 1.0) / 2.0
+    num_samples = min(num_samples, len(real))
+    space = quality_metrics.PcaSpace(real)
+    pngs = [glyph_figures.png_bytes(glyph_figures.from_unit_range(x)) for x in real[:4]]
+
+    report = {'num_eval_examples': int(len(real)), 'num_samples': num_samples,
+              'serving': serving_check(model, pngs)}
+    if report['serving']['all_ok']:
+      report['candidate'] = measure(model, real, space, num_samples, seed)
+    report['sanity'] = quality_metrics.sanity_range(real[:2 * num_samples], space, seed)
+    if baseline_artifact is not None and baseline_artifact.id != model_artifact.id:
+      baseline = ServedGlyphModel(path_utils.serving_model_path(baseline_artifact.uri))
+      report['baseline'] = measure(baseline, real, space, num_samples, seed)
+      report['baseline_model'] = baseline_artifact.uri
+    decision = blessing_rules.judge(report, thresholds, float(exec_properties['regression_tolerance']))
+    report['blessing'] = decision
+    if report['serving']['all_ok']:
+      report['figures'] = write_figures(model, real, examples, evaluation.uri, tuples, seed)
+    io_utils.write_string_file(os.path.join(evaluation.uri, METRICS_FILE),
+                               json.dumps(report, indent=2, ensure_ascii=False, sort_keys=True))
+
+    blessed = decision['blessed']
+    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+                                     constants.BLESSED_VALUE if blessed else constants.NOT_BLESSED_VALUE)
+    blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY,
+                                        model_artifact.uri)
+    blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY,
+                                     model_artifact.id)
+    if 'baseline' in report:
+      blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY,
+                                          baseline_artifact.uri)
+      blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY,
+                                       baseline_artifact.id)
+    blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY,
+                                        '; '.join(decision['reasons'])[:1000] or 'all checks passed')
+    io_utils.write_string_file(os.path.join(
+        blessing.uri, constants.BLESSED_FILE_NAME if blessed else constants.NOT_BLESSED_FILE_NAME), '')
+    logging.info('GlyphEvaluator: %s (%s)', 'BLESSED' if blessed else 'NOT BLESSED',
+                 '; '.join(decision['reasons']) or 'all checks passed')

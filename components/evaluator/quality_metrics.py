@@ -1,0 +1,172 @@
+"""Quality measures of a glyph model, none of which uses a downloaded network.
+
+All images are float arrays in [0, 1], shape (n, h, w, c).
+
+Reconstruction (per image, then mean and worst decile):
+  mse, psnr (dB, peak 1.0), ssim (tf.image.ssim, 11x11 Gaussian window).
+Sample quality (distribution against the eval glyphs):
+  swd        multi-scale sliced Wasserstein distance of 7x7 Laplacian-pyramid patches
+             (Karras et al. 2018, "Progressive growing of GANs", §5), ×1e3 as there.
+             Hand-written: no installable library provides it.
+  fd_pca     Fréchet distance between Gaussians fitted to the samples and to the eval
+             glyphs in the space of the eval glyphs' top principal components: a
+             feature space from the data, not from the model under test.
+  ink_w1     1-D Wasserstein distance between the distributions of ink coverage (mean
+             pixel value per glyph): catches blank or blotted samples that the others
+             weigh lightly.
+Sanity range: the same measure between two halves of the eval split is the floor
+(what real glyphs score), and between uniform noise and the eval glyphs the ceiling.
+"""
+from typing import Dict
+
+import numpy as np
+import scipy.linalg
+import scipy.ndimage
+import scipy.stats
+import tensorflow as tf
+
+SWD_PATCH = 7
+SWD_MIN_RESOLUTION = 16
+SWD_DESCRIPTORS_PER_IMAGE = 64
+SWD_DIRECTIONS = 128
+SWD_REPEATS = 4
+PCA_COMPONENTS = 64
+
+# ------------------------------------------------------------------ reconstruction
+
+
+def reconstruction_per_image(real: np.ndarray, reconstructed: np.ndarray) -> Dict[str, np.ndarray]:
+  """Per-image mse, psnr and ssim of reconstructions against their originals."""
+  real = np.asarray(real, np.float32)
+  reconstructed = np.asarray(reconstructed, np.float32)
+  mse = np.mean((real - reconstructed) ** 2, axis=(1, 2, 3))
+  psnr = 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
+  ssim = tf.image.ssim(tf.constant(real), tf.constant(reconstructed), max_val=1.0).numpy()
+  return {'mse': mse, 'psnr': psnr, 'ssim': ssim}
+
+
+def mean_and_worst_decile(values: np.ndarray, higher_is_better: bool) -> Dict[str, float]:
+  """Mean, and mean of the worst 10% (at least one image)."""
+  ordered = np.sort(np.asarray(values, np.float64))
+  if higher_is_better:
+    ordered = ordered[::-1]
+  worst = ordered[-max(1, len(ordered) // 10):]
+  return {'mean': float(np.mean(ordered)), 'worst_decile': float(np.mean(worst))}
+
+
+# ----------------------------------------------------------- sliced Wasserstein (SWD)
+_GAUSSIAN = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]).astype(np.float32) / 256.0
+
+
+def _blur(images):
+  kernel = _GAUSSIAN[None, :, :, None]
+  return scipy.ndimage.convolve(images, kernel, mode='mirror')
+
+
+def laplacian_pyramid(images: np.ndarray, min_resolution: int = SWD_MIN_RESOLUTION):
+  """Band-pass levels from full resolution down to min_resolution (the last is low-pass)."""
+  levels, current = [], np.asarray(images, np.float32)
+  while current.shape[1] // 2 >= min_resolution:
+    down = _blur(current)[:, ::2, ::2]
+    up = np.zeros_like(current)
+    up[:, ::2, ::2] = down
+    levels.append(current - _blur(up) * 4.0)
+    current = down
+  levels.append(current)
+  return levels
+
+
+def _descriptors(level: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+  """The 7x7 patches centred at (ys, xs) of each image (reflect-padded), flattened."""
+  n, _, _, c = level.shape
+  half = SWD_PATCH // 2
+  padded = np.pad(level, ((0, 0), (half, half), (half, half), (0, 0)), mode='reflect')
+  offsets = np.arange(SWD_PATCH)
+  rows = ys[..., None, None] + offsets[:, None]
+  cols = xs[..., None, None] + offsets[None, :]
+  patches = padded[np.arange(n)[:, None, None, None], rows, cols]  # (n, d, 7, 7, c)
+  return patches.reshape(-1, SWD_PATCH * SWD_PATCH, c)
+
+
+def _normalize(descriptors: np.ndarray) -> np.ndarray:
+  """Per colour channel, over all pixels of all patches (as Karras et al.), then flattened."""
+  mean = descriptors.mean(axis=(0, 1), keepdims=True)
+  std = descriptors.std(axis=(0, 1), keepdims=True)
+  return ((descriptors - mean) / (std + 1e-8)).reshape(len(descriptors), -1)
+
+
+def _sliced_wasserstein(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> float:
+  distances = []
+  for _ in range(SWD_REPEATS):
+    directions = rng.standard_normal((a.shape[1], SWD_DIRECTIONS))
+    directions /= np.linalg.norm(directions, axis=0, keepdims=True)
+    projected_a = np.sort(a @ directions, axis=0)
+    projected_b = np.sort(b @ directions, axis=0)
+    distances.append(np.mean(np.abs(projected_a - projected_b)))
+  return float(np.mean(distances))
+
+
+def swd(a: np.ndarray, b: np.ndarray, seed: int = 0) -> Dict[str, float]:
+  """Multi-scale SWD (×1e3) between image sets of equal size; 'mean' averages the levels.
+
+  Both sets are cut at the same random patch positions, so identical sets score 0.
+  """
+  n = min(len(a), len(b))
+  rng = np.random.default_rng(seed)
+  result = {}
+  for level_a, level_b in zip(laplacian_pyramid(a[:n]), laplacian_pyramid(b[:n])):
+    h, w = level_a.shape[1:3]
+    ys = rng.integers(0, h, (n, SWD_DESCRIPTORS_PER_IMAGE))
+    xs = rng.integers(0, w, (n, SWD_DESCRIPTORS_PER_IMAGE))
+    desc_a = _descriptors(level_a, ys, xs)
+    desc_b = _descriptors(level_b, ys, xs)
+    result[f'{level_a.shape[1]}px'] = 1e3 * _sliced_wasserstein(_normalize(desc_a), _normalize(desc_b), rng)
+  result['mean'] = float(np.mean(list(result.values())))
+  return result
+
+
+# --------------------------------------------------------- Fréchet distance in PCA space
+class PcaSpace:
+  """The top principal components of a reference set of glyphs."""
+
+  def __init__(self, reference: np.ndarray, components: int = PCA_COMPONENTS):
+    flat = np.asarray(reference, np.float64).reshape(len(reference), -1)
+    self.mean = flat.mean(axis=0)
+    _, _, vt = np.linalg.svd(flat - self.mean, full_matrices=False)
+    # No more components than half the glyphs, so the covariances stay well estimated.
+    self.basis = vt[:max(1, min(components, len(flat) // 2))].T
+
+  def project(self, images: np.ndarray) -> np.ndarray:
+    return (np.asarray(images, np.float64).reshape(len(images), -1) - self.mean) @ self.basis
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+  mu_a, mu_b = features_a.mean(axis=0), features_b.mean(axis=0)
+  cov_a = np.atleast_2d(np.cov(features_a, rowvar=False))
+  cov_b = np.atleast_2d(np.cov(features_b, rowvar=False))
+  root = np.real(scipy.linalg.sqrtm(cov_a @ cov_b))
+  return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * root))
+
+
+def ink_w1(a: np.ndarray, b: np.ndarray) -> float:
+  coverage = lambda images: np.asarray(images, np.float64).reshape(len(images), -1).mean(axis=1)
+  return float(scipy.stats.wasserstein_distance(coverage(a), coverage(b)))
+
+
+def sample_quality(samples: np.ndarray, real: np.ndarray, space: PcaSpace, seed: int = 0) -> Dict:
+  """swd, fd_pca and ink_w1 of a set of images against real glyphs."""
+  return {
+      'swd': swd(samples, real, seed),
+      'fd_pca': frechet_distance(space.project(samples), space.project(real)),
+      'ink_w1': ink_w1(samples, real),
+  }
+
+
+def sanity_range(real: np.ndarray, space: PcaSpace, seed: int = 0) -> Dict[str, Dict]:
+  """The floor (two halves of the real glyphs) and the ceiling (uniform noise vs real)."""
+  half = len(real) // 2
+  noise = np.random.default_rng(seed).uniform(0, 1, real[:half].shape).astype(np.float32)
+  return {
+      'floor_real_vs_real': sample_quality(real[:half], real[half:2 * half], space, seed),
+      'ceiling_noise_vs_real': sample_quality(noise, real[half:2 * half], space, seed),
+  }

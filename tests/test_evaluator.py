@@ -1,0 +1,183 @@
+"""GlyphEvaluator: metrics on hand-made cases, blessing, refusal, and the standard Pusher."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.components.pusher import executor as pusher_executor
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import proto_utils
+
+from cns_vaegan.components.evaluator import blessing_rules, executor, quality_metrics
+from cns_vaegan.components.trainer import export
+from cns_vaegan.components.trainer.architecture import Architecture
+from cns_vaegan.components.trainer.training_config import TrainingConfig
+from cns_vaegan.components.trainer.vaegan import VAEGAN
+from conftest import TINY_ARCHITECTURE
+
+
+@pytest.fixture(scope='module')
+def glyphs(font_path):
+  """256 glyphs at 16 px in [0, 1]: distribution measures need more than a few dozen."""
+  from cns_vaegan.data import render_glyphs
+  renderer = render_glyphs.GlyphRenderer(font_path, 16)
+  characters = render_glyphs.covered_characters(font_path)[::80][:256]
+  return np.stack([np.asarray(renderer.render(c), np.float32)[..., None] / 255.0 for c in characters])
+
+
+# ------------------------------------------------------------------ the measures
+def test_identical_sets_score_perfectly(glyphs):
+  per_image = quality_metrics.reconstruction_per_image(glyphs, glyphs)
+  np.testing.assert_allclose(per_image['ssim'], 1.0, atol=1e-6)
+  np.testing.assert_allclose(per_image['mse'], 0.0)
+  space = quality_metrics.PcaSpace(glyphs)
+  same = quality_metrics.sample_quality(glyphs, glyphs, space)
+  assert same['swd']['mean'] == pytest.approx(0.0, abs=1e-9)
+  assert same['fd_pca'] == pytest.approx(0.0, abs=1e-6)
+  assert same['ink_w1'] == 0.0
+
+
+def test_noise_against_glyphs_scores_far_worse_than_glyphs_against_glyphs(glyphs):
+  noise = np.random.default_rng(0).uniform(0, 1, glyphs.shape).astype(np.float32)
+  space = quality_metrics.PcaSpace(glyphs)
+  sanity = quality_metrics.sanity_range(glyphs, space)
+  floor, ceiling = sanity['floor_real_vs_real'], sanity['ceiling_noise_vs_real']
+  assert ceiling['swd']['mean'] > 3 * floor['swd']['mean']
+  assert ceiling['fd_pca'] > 3 * floor['fd_pca']
+  assert ceiling['ink_w1'] > 3 * floor['ink_w1']
+  assert quality_metrics.reconstruction_per_image(glyphs, noise)['ssim'].mean() < 0.1
+
+
+def test_worst_decile_follows_the_direction_of_the_metric():
+  values = np.arange(1, 21, dtype=np.float64)
+  assert quality_metrics.mean_and_worst_decile(values, higher_is_better=True)['worst_decile'] == 1.5
+  assert quality_metrics.mean_and_worst_decile(values, higher_is_better=False)['worst_decile'] == 19.5
+
+
+def test_laplacian_pyramid_has_a_level_per_octave_down_to_16_px():
+  levels = quality_metrics.laplacian_pyramid(np.zeros((2, 64, 64, 1), np.float32))
+  assert [level.shape[1] for level in levels] == [64, 32, 16]
+
+
+# -------------------------------------------------------------------- the rules
+def _report(ssim, swd, baseline=None):
+  report = {'serving': {'all_ok': 1.0},
+            'candidate': {'reconstruction': {'ssim': {'mean': ssim}}, 'samples': {'swd': {'mean': swd}}}}
+  if baseline:
+    report['baseline'] = {'reconstruction': {'ssim': {'mean': baseline[0]}},
+                          'samples': {'swd': {'mean': baseline[1]}}}
+  return report
+
+
+RULES = {'serving.all_ok': {'min': 1}, 'reconstruction.ssim.mean': {'min': 0.5},
+         'samples.swd.mean': {'max': 100}}
+
+
+def test_thresholds_bless_and_refuse_with_reasons():
+  assert blessing_rules.judge(_report(0.6, 50), RULES, 0.05)['blessed']
+  refused = blessing_rules.judge(_report(0.4, 150), RULES, 0.05)
+  assert not refused['blessed'] and len(refused['reasons']) == 2
+  assert 'reconstruction.ssim.mean = 0.4 is below the threshold 0.5' in refused['reasons'][0]
+
+
+def test_regression_beyond_the_tolerance_is_refused_in_either_direction():
+  assert blessing_rules.judge(_report(0.60, 50, baseline=(0.62, 50)), RULES, 0.05)['blessed']
+  worse_ssim = blessing_rules.judge(_report(0.60, 50, baseline=(0.70, 50)), RULES, 0.05)
+  assert not worse_ssim['blessed'] and 'regressed' in worse_ssim['reasons'][0]
+  worse_swd = blessing_rules.judge(_report(0.60, 60, baseline=(0.60, 50)), RULES, 0.05)
+  assert not worse_swd['blessed'] and 'samples.swd.mean regressed' in worse_swd['reasons'][0]
+
+
+# ------------------------------------------------------- executor and standard Pusher
+def _model_artifact(tmp_path, name, broken=False, artifact_id=1):
+  """A Model artifact holding a tiny SavedModel; `broken` saturates the decoder to white."""
+  tf.keras.utils.set_random_seed(5)
+  model = VAEGAN(Architecture(**TINY_ARCHITECTURE), TrainingConfig(batch_size=4),
+                 tf.distribute.get_strategy())
+  if broken:
+    out = model.decoder.get_layer('dec_out')
+    kernel, bias = out.get_weights()
+    out.set_weights([np.zeros_like(kernel), np.full_like(bias, 10.0)])
+  artifact = standard_artifacts.Model()
+  artifact.uri = str(tmp_path / name)
+  artifact.id = artifact_id
+  export.export_saved_model(model, os.path.join(artifact.uri, 'Format-Serving'))
+  return artifact
+
+
+def _examples_artifact(glyph_tfrecords):
+  artifact = standard_artifacts.Examples()
+  artifact.uri = os.path.dirname(os.path.dirname(glyph_tfrecords['train']))
+  artifact.split_names = artifact_utils.encode_split_names(['train', 'eval'])
+  return artifact
+
+
+def _evaluate(tmp_path, glyph_tfrecords, model, baseline=None, thresholds=None):
+  evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
+  evaluation.uri, blessing.uri = str(tmp_path / 'evaluation'), str(tmp_path / 'blessing')
+  os.makedirs(evaluation.uri)
+  os.makedirs(blessing.uri)
+  executor.Executor().Do(
+      {'examples': [_examples_artifact(glyph_tfrecords)], 'model': [model],
+       'baseline_model': [baseline] if baseline else []},
+      {'evaluation': [evaluation], 'blessing': [blessing]},
+      {'thresholds': json.dumps(thresholds or blessing_rules.DEFAULT_THRESHOLDS),
+       'regression_tolerance': 0.05, 'max_examples': 64, 'num_samples': 16, 'seed': 0,
+       'arithmetic_tuples': json.dumps([['酪', '鉻', '鉸'], ['你', '妳', '如']], ensure_ascii=False)})
+  report = json.load(open(os.path.join(evaluation.uri, 'metrics.json'), encoding='utf-8'))
+  return report, blessing, evaluation
+
+
+def _push(tmp_path, model, blessing):
+  pushed = standard_artifacts.PushedModel()
+  pushed.uri = str(tmp_path / 'pushed')
+  base = str(tmp_path / 'serving' / 'cns_vaegan')
+  pusher_executor.Executor().Do(
+      {'model': [model], 'model_blessing': [blessing]}, {'pushed_model': [pushed]},
+      {'push_destination': proto_utils.proto_to_json(pusher_pb2.PushDestination(
+          filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base)))})
+  return base, pushed
+
+
+def test_a_broken_model_is_not_blessed_and_the_standard_pusher_does_not_push_it(
+    tmp_path, glyph_tfrecords):
+  broken = _model_artifact(tmp_path, 'broken', broken=True)
+  report, blessing, evaluation = _evaluate(tmp_path, glyph_tfrecords, broken)
+  assert report['serving']['all_ok'] == 1.0  # it serves, it is just bad
+  assert not report['blessing']['blessed']
+  assert any('reconstruction.psnr.mean' in reason for reason in report['blessing']['reasons'])
+  assert blessing.get_int_custom_property('blessed') == 0
+  assert os.path.exists(os.path.join(blessing.uri, 'NOT_BLESSED'))
+  base, pushed = _push(tmp_path, broken, blessing)
+  assert pushed.get_int_custom_property('pushed') == 0 and not os.path.exists(base)
+  # The figures are written whatever the verdict, for people to look at.
+  assert os.path.exists(os.path.join(evaluation.uri, 'arithmetic_酪-鉻+鉸.png'))
+  assert 'arithmetic_你-妳+如' not in report['figures']  # 如 is not among the test glyphs
+
+
+def test_a_blessed_model_is_pushed_in_the_tf_serving_layout(tmp_path, glyph_tfrecords):
+  model = _model_artifact(tmp_path, 'model')
+  report, blessing, _ = _evaluate(tmp_path, glyph_tfrecords, model,
+                                  thresholds={'serving.all_ok': {'min': 1}})
+  assert report['blessing']['blessed'] and blessing.get_int_custom_property('blessed') == 1
+  assert blessing.get_int_custom_property('current_model_id') == model.id
+  assert set(report['serving']['signatures'].values()) == {'ok'}
+  for key in ('floor_real_vs_real', 'ceiling_noise_vs_real'):
+    assert set(report['sanity'][key]) == {'swd', 'fd_pca', 'ink_w1'}
+  base, pushed = _push(tmp_path, model, blessing)
+  [version] = os.listdir(base)
+  assert version.isdigit() and pushed.get_int_custom_property('pushed') == 1
+  assert os.path.isfile(os.path.join(base, version, 'saved_model.pb'))
+  assert os.path.isdir(os.path.join(base, version, 'variables'))
+
+
+def test_a_regression_against_the_blessed_baseline_is_refused(tmp_path, glyph_tfrecords):
+  baseline = _model_artifact(tmp_path, 'baseline', artifact_id=1)
+  candidate = _model_artifact(tmp_path, 'candidate', broken=True, artifact_id=2)
+  permissive = {'serving.all_ok': {'min': 1}, 'reconstruction.psnr.mean': {'min': 0.0}}
+  report, blessing, _ = _evaluate(tmp_path, glyph_tfrecords, candidate, baseline, permissive)
+  assert 'baseline' in report and not report['blessing']['blessed']
+  assert 'reconstruction.psnr.mean regressed' in report['blessing']['reasons'][0]
+  assert blessing.get_int_custom_property('baseline_model_id') == 1
