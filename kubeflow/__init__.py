@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines deployment: KubeflowV2DagRunner compile/submit, image, manifests."""

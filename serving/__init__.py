@@ -1,0 +1,1 @@
+"""Serving the pushed SavedModel over gRPC and REST, and clients of it."""
