@@ -181,3 +181,13 @@ def test_a_regression_against_the_blessed_baseline_is_refused(tmp_path, glyph_tf
   assert 'baseline' in report and not report['blessing']['blessed']
   assert 'reconstruction.psnr.mean regressed' in report['blessing']['reasons'][0]
   assert blessing.get_int_custom_property('baseline_model_id') == 1
+
+
+def test_a_model_missing_signatures_is_refused_not_crashed_on(tmp_path, glyph_tfrecords):
+  model = _model_artifact(tmp_path, 'partial')
+  path = os.path.join(model.uri, 'Format-Serving')
+  loaded = tf.saved_model.load(path)
+  tf.saved_model.save(loaded, path, signatures={k: loaded.signatures[k] for k in ('encode', 'decode')})
+  report, blessing, _ = _evaluate(tmp_path, glyph_tfrecords, model)
+  assert report['serving']['signatures']['sample'] == 'missing'
+  assert not report['blessing']['blessed'] and blessing.get_int_custom_property('blessed') == 0

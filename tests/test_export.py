@@ -71,9 +71,9 @@ def test_decode_returns_floats_in_0_1_and_the_same_pixels_as_png(exported):
   z = np.tanh(np.random.default_rng(2).standard_normal((3, ARCH.z_dim))).astype(np.float32)
   out = loaded.signatures['decode'](z=tf.constant(z))
   assert out['images'].shape == (3, 16, 16, 1) and out['images'].dtype == tf.float32
-  assert out['png'].shape == (3,) and out['png'].dtype == tf.string
+  assert out['png_bytes'].shape == (3,) and out['png_bytes'].dtype == tf.string
   np.testing.assert_allclose(out['images'], keras_decode(model, z), rtol=1e-5, atol=1e-5)
-  for image, png in zip(out['images'].numpy(), out['png'].numpy()):
+  for image, png in zip(out['images'].numpy(), out['png_bytes'].numpy()):
     np.testing.assert_array_equal(png_pixels(png), np.round(image[..., 0] * 255).astype(np.uint8))
 
 
@@ -82,7 +82,7 @@ def test_reconstruct_is_decode_of_encode(exported):
   out = loaded.signatures['reconstruct'](images=tf.constant([pngs['酪']]))
   mean, _ = keras_codes(model, pixels['酪'][None])
   np.testing.assert_allclose(out['images'], keras_decode(model, np.tanh(mean)), rtol=1e-4, atol=1e-5)
-  assert loaded.signatures['serving_default'](images=tf.constant([pngs['酪']]))['png'].shape == (1,)
+  assert loaded.signatures['serving_default'](images=tf.constant([pngs['酪']]))['png_bytes'].shape == (1,)
 
 
 def test_arithmetic_is_the_seeds_four_panels(exported):
@@ -91,7 +91,7 @@ def test_arithmetic_is_the_seeds_four_panels(exported):
       a=tf.constant([pngs['酪']]), b=tf.constant([pngs['鉻']]), c=tf.constant([pngs['鉸']]),
       coefficients=tf.constant([], tf.float32))
   np.testing.assert_allclose(out['coefficients'], export.SEED_COEFFICIENTS)
-  assert out['images'].shape == (1, 5, 16, 16, 1) and out['png'].shape == (1, 5)
+  assert out['images'].shape == (1, 5, 16, 16, 1) and out['png_bytes'].shape == (1, 5)
   assert out['reconstructions'].shape == (1, 3, 16, 16, 1)
   means = [keras_codes(model, pixels[c][None])[0] for c in '酪鉻鉸']
   combined = means[0] - means[1] + means[2]
@@ -103,7 +103,7 @@ def test_arithmetic_is_the_seeds_four_panels(exported):
   custom = loaded.signatures['arithmetic'](
       a=tf.constant([pngs['酪']] * 2), b=tf.constant([pngs['鉻']] * 2),
       c=tf.constant([pngs['鉸']] * 2), coefficients=tf.constant([1.0, 2.0]))
-  assert custom['png'].shape == (2, 2)
+  assert custom['png_bytes'].shape == (2, 2)
 
 
 def test_interpolate_strip_has_inputs_at_the_ends_and_reconstructions_next_to_them(exported):
@@ -111,7 +111,7 @@ def test_interpolate_strip_has_inputs_at_the_ends_and_reconstructions_next_to_th
   out = loaded.signatures['interpolate'](start=tf.constant([pngs['你']]),
                                          end=tf.constant([pngs['酪']]), steps=tf.constant(6))
   strip = out['images'].numpy()[0]
-  assert strip.shape == (8, 16, 16, 1) and out['png'].shape == (1, 8)
+  assert strip.shape == (8, 16, 16, 1) and out['png_bytes'].shape == (1, 8)
   np.testing.assert_allclose(strip[0], pixels['你'], atol=1e-6)
   np.testing.assert_allclose(strip[-1], pixels['酪'], atol=1e-6)
   recon = loaded.signatures['reconstruct'](images=tf.constant([pngs['你']]))['images'][0]

@@ -99,7 +99,7 @@ class GlyphModel(tf.Module):
     return {'z': self._to_decoder_space(mean), 'mean': mean, 'log_variance': log_variance}
 
   def _image_outputs(self, pixels):
-    return {'images': pixels, 'png': self._to_png(pixels)}
+    return {'images': pixels, 'png_bytes': self._to_png(pixels)}
 
   # ------------------------------------------------------------------- signatures
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='images')])
@@ -115,12 +115,12 @@ class GlyphModel(tf.Module):
 
   @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name='z')])
   def decode(self, z):
-    """z [N, z_dim] in the decoder's space -> images [N, h, w, c] in [0, 1] and PNG strings [N]."""
+    """z [N, z_dim] in the decoder's space -> images [N, h, w, c] in [0, 1], png_bytes [N]."""
     return self._image_outputs(self._decode_pixels(_checked_shape(z, [None, self.z_dim], 'z')))
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='images')])
   def reconstruct(self, images):
-    """PNG strings [N] -> their reconstructions (images [N, h, w, c], png [N])."""
+    """PNG strings [N] -> their reconstructions (images [N, h, w, c], png_bytes [N])."""
     encoded = self._encode_outputs(self._pixels_from_png(images, 'images'))
     return self._image_outputs(self._decode_pixels(encoded['z']))
 
@@ -131,9 +131,10 @@ class GlyphModel(tf.Module):
   def arithmetic(self, a, b, c, coefficients):
     """The seed's four-panel experiment for N triples and K coefficients (empty: 0.25 … 3).
 
-    Outputs: reconstructions [N, 3, h, w, c] (+ _png [N, 3]); images [N, K, h, w, c] (+ png
-    [N, K]) decoded from a·(mean_A − mean_B + mean_C); input_domain [N, h, w, c] (+ _png [N]),
-    the clipped pixel-space A − B + C.
+    Outputs: reconstructions [N, 3, h, w, c] (+ _png_bytes [N, 3]); images [N, K, h, w, c]
+    (+ png_bytes [N, K]) decoded from a·(mean_A − mean_B + mean_C); input_domain [N, h, w, c]
+    (+ _png_bytes [N]), the clipped pixel-space A − B + C. (PNG outputs end in _bytes, so TF
+    Serving's REST API returns them base64-encoded.)
     """
     coefficients = tf.cond(tf.size(coefficients) > 0, lambda: coefficients,
                            lambda: tf.constant(SEED_COEFFICIENTS, tf.float32))
@@ -151,9 +152,9 @@ class GlyphModel(tf.Module):
                                             [self.height, self.width, self.channels]], 0))
     input_domain = tf.clip_by_value(pixels[0] - pixels[1] + pixels[2], 0.0, 1.0)
     return {
-        'reconstructions': reconstructions, 'reconstructions_png': self._to_png(reconstructions),
-        'images': images, 'png': self._to_png(images),
-        'input_domain': input_domain, 'input_domain_png': self._to_png(input_domain),
+        'reconstructions': reconstructions, 'reconstructions_png_bytes': self._to_png(reconstructions),
+        'images': images, 'png_bytes': self._to_png(images),
+        'input_domain': input_domain, 'input_domain_png_bytes': self._to_png(input_domain),
         'coefficients': coefficients,
     }
 
@@ -163,7 +164,7 @@ class GlyphModel(tf.Module):
   def interpolate(self, start, end, steps):
     """The seed's strip for N pairs: start, steps decodings from its code to end's, end.
 
-    images [N, steps + 2, h, w, c] and png [N, steps + 2]; the decodings at both ends are
+    images [N, steps + 2, h, w, c] and png_bytes [N, steps + 2]; the decodings at both ends are
     the reconstructions, since the line runs from one code to the other.
     """
     tf.debugging.assert_equal(tf.shape(end)[0], tf.shape(start)[0],
