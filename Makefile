@@ -5,7 +5,7 @@ ENV := scripts/env.sh
 ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test setup benchmark
+.PHONY: run test setup benchmark benchmark-train benchmark-serving serve
 
 run:  ## set up, then run the whole local pipeline on the built-in dataset
 	$(ENV) run python -m cns_vaegan.pipeline.local_runner $(ARGS)
@@ -16,5 +16,14 @@ test:  ## set up, then run the test suite
 setup:
 	$(ENV) setup
 
-benchmark:
+benchmark:  ## ingestion throughput: PngExampleGen vs a plain loop
 	$(ENV) run python benchmarks/ingest_throughput.py $(ARGS)
+
+benchmark-train:  ## images/s of the train step at the seed's size
+	$(ENV) run python benchmarks/train_throughput.py $(ARGS)
+
+benchmark-serving:  ## gRPC requests/s and latency against in-process calls
+	$(ENV) run python benchmarks/serving_throughput.py $(ARGS)
+
+serve:  ## serve the pushed model (gRPC 8500, REST 8501) with the embedded server
+	$(ENV) run python -m cns_vaegan.serving.model_server --model-base-path outputs/serving $(ARGS)

@@ -52,3 +52,14 @@ def save_png(image: np.ndarray, path: str) -> str:
   with tf.io.gfile.GFile(path, 'wb') as f:
     f.write(png_bytes(image))
   return path
+
+
+def arithmetic_panel(inputs, outputs: dict, index: int = 0) -> np.ndarray:
+  """The seed's four-panel figure from one triple of the `arithmetic` signature's outputs.
+
+  Rows: the inputs A, B, C; their reconstructions; a·(A − B + C) for each coefficient;
+  the input-domain A − B + C. `inputs` is (3, h, w, c) in [0, 1].
+  """
+  return panel([from_unit_range(inputs), from_unit_range(outputs['reconstructions'][index]),
+                from_unit_range(outputs['images'][index]),
+                from_unit_range(outputs['input_domain'][index:index + 1])])

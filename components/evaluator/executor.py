@@ -143,9 +143,8 @@ def write_figures(model: ServedGlyphModel, real: np.ndarray, examples: types.Art
     inputs = [glyph_figures.png_bytes(unit(glyphs[ch])) for ch in (a, b, c)]
     out = model.call('arithmetic', a=np.array(inputs[:1]), b=np.array(inputs[1:2]),
                      c=np.array(inputs[2:]), coefficients=np.array([], np.float32))
-    figures[f'arithmetic_{a}-{b}+{c}'] = glyph_figures.panel([
-        unit(np.stack([glyphs[ch] for ch in (a, b, c)])), unit(out['reconstructions'][0]),
-        unit(out['images'][0]), unit(out['input_domain'][:1])])
+    figures[f'arithmetic_{a}-{b}+{c}'] = glyph_figures.arithmetic_panel(
+        np.stack([glyphs[ch] for ch in (a, b, c)]), out)
   paths = {}
   for name, image in figures.items():
     paths[name] = glyph_figures.save_png(image, os.path.join(out_dir, f'{name}.png'))

@@ -1,0 +1,104 @@
+"""Production serving: TensorFlow Serving (`tensorflow_model_server`, the tensorflow/serving
+image) on the Pusher's base path. Writes its configuration files and starts it.
+
+    python -m cns_vaegan.serving.tf_serving --model-base-path /models --config-dir /tmp/tfs
+
+models.config     ModelServerConfig: name, base path, version policy (latest / specific)
+batching.config   server-side batching parameters (--enable_batching)
+monitoring.config Prometheus metrics at /monitoring/prometheus/metrics on the REST port
+
+Without the binary on PATH (it cannot be installed on these machines) it writes the
+files, prints the command and the equivalent `docker run`, and exits with status 2.
+"""
+import argparse
+import os
+import shutil
+import sys
+from typing import Dict, List, Sequence
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+BINARY = 'tensorflow_model_server'
+TF_SERVING_IMAGE = 'tensorflow/serving:2.19.1'
+
+
+def model_server_config(model_name: str, base_path: str,
+                        versions: Sequence[int] = ()) -> model_server_config_pb2.ModelServerConfig:
+  """Serve the latest version, or exactly `versions` when given (TF Serving's version policy)."""
+  config = model_server_config_pb2.ModelServerConfig()
+  model = config.model_config_list.config.add()
+  model.name = model_name
+  model.base_path = os.path.join(base_path, model_name)
+  model.model_platform = 'tensorflow'
+  if versions:
+    model.model_version_policy.specific.versions.extend(versions)
+  else:
+    model.model_version_policy.latest.num_versions = 1
+  return config
+
+
+def batching_config(max_batch_size: int = 32, batch_timeout_micros: int = 2000,
+                    max_enqueued_batches: int = 100, num_batch_threads: int = 4) -> str:
+  return (f'max_batch_size {{ value: {max_batch_size} }}\n'
+          f'batch_timeout_micros {{ value: {batch_timeout_micros} }}\n'
+          f'max_enqueued_batches {{ value: {max_enqueued_batches} }}\n'
+          f'num_batch_threads {{ value: {num_batch_threads} }}\n')
+
+
+MONITORING_CONFIG = 'prometheus_config {\n  enable: true\n  path: "/monitoring/prometheus/metrics"\n}\n'
+
+
+def write_configs(config_dir: str, model_name: str, base_path: str, versions: Sequence[int] = (),
+                  **batching) -> Dict[str, str]:
+  os.makedirs(config_dir, exist_ok=True)
+  files = {
+      'models.config': text_format.MessageToString(model_server_config(model_name, base_path, versions)),
+      'batching.config': batching_config(**batching),
+      'monitoring.config': MONITORING_CONFIG,
+  }
+  paths = {}
+  for name, text in files.items():
+    paths[name] = os.path.join(config_dir, name)
+    with open(paths[name], 'w', encoding='utf-8') as f:
+      f.write(text)
+  return paths
+
+
+def command(paths: Dict[str, str], port: int = 8500, rest_port: int = 8501) -> List[str]:
+  return [BINARY, f'--port={port}', f'--rest_api_port={rest_port}',
+          f'--model_config_file={paths["models.config"]}',
+          '--model_config_file_poll_wait_seconds=60',
+          '--file_system_poll_wait_seconds=2',
+          '--enable_batching', f'--batching_parameters_file={paths["batching.config"]}',
+          f'--monitoring_config_file={paths["monitoring.config"]}']
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--model-base-path', required=True, help='the Pusher\'s base directory')
+  parser.add_argument('--model-name', default='cns_vaegan')
+  parser.add_argument('--versions', type=int, nargs='*', default=(), help='pin these versions')
+  parser.add_argument('--config-dir', required=True, help='where the config files are written')
+  parser.add_argument('--port', type=int, default=8500)
+  parser.add_argument('--rest-port', type=int, default=8501)
+  parser.add_argument('--max-batch-size', type=int, default=32)
+  args = parser.parse_args(argv)
+  paths = write_configs(args.config_dir, args.model_name, os.path.abspath(args.model_base_path),
+                        args.versions, max_batch_size=args.max_batch_size)
+  argv_out = command(paths, args.port, args.rest_port)
+  if shutil.which(BINARY) is None:
+    print(f'tf_serving: {BINARY} is not on PATH. Wrote {", ".join(paths.values())}.\n'
+          f'Run: {" ".join(argv_out)}\n'
+          f'or:  docker run -p {args.port}:8500 -p {args.rest_port}:8501 '
+          f'-v {os.path.abspath(args.model_base_path)}:/models -v {os.path.abspath(args.config_dir)}:/config '
+          f'{TF_SERVING_IMAGE} --model_config_file=/config/models.config ...\n'
+          'or serve with the embedded server: python -m cns_vaegan.serving.model_server '
+          f'--model-base-path {args.model_base_path}', file=sys.stderr)
+    return 2
+  os.execvp(BINARY, argv_out)
+  return 0  # not reached
+
+
+if __name__ == '__main__':
+  sys.exit(main())
