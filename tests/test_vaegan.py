@@ -136,3 +136,12 @@ def test_two_replicas_update_exactly_as_one_device_on_the_same_global_batch():
   for name, net in single.networks.items():
     for a, b in zip(net.get_weights(), double.networks[name].get_weights()):
       np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_the_loss_scaled_mixed_precision_path_takes_a_step():
+  # On CPU the float32 policy stays; the LossScaleOptimizer path is what runs on GPUs.
+  model = build(mixed_precision=True)
+  before = trainable(model)
+  metrics = model.train_step(make_batch())
+  assert np.isfinite(float(metrics['encoder_loss']))
+  assert changed(before, trainable(model)) == {'encoder', 'decoder', 'discriminator'}

@@ -75,11 +75,13 @@ class VAEGAN:
   def _average(self, per_example):
     return tf.nn.compute_average_loss(per_example, global_batch_size=self.config.batch_size)
 
-  def _apply(self, name, tape, loss):
+  def _scaled(self, name, loss):
+    """The loss to differentiate: loss-scaled under mixed precision (call inside the tape)."""
+    return self.optimizers[name].scale_loss(loss) if self.config.mixed_precision else loss
+
+  def _apply(self, name, tape, differentiated_loss):
     optimizer, variables = self.optimizers[name], self.networks[name].trainable_variables
-    if self.config.mixed_precision:
-      loss = optimizer.scale_loss(loss)
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    optimizer.apply_gradients(zip(tape.gradient(differentiated_loss, variables), variables))
 
   # ---------------------------------------------------------------- the three updates
   def _discriminator_update(self, images, eps, z_prior_eps):
@@ -90,7 +92,8 @@ class VAEGAN:
       loss = real_bce + fake_bce
       if self.config.prior_samples_to_discriminator:
         loss += self._average(losses.bce_with_logits(f['prior_logit'], 0.0))
-    self._apply('discriminator', tape, loss)
+      scaled = self._scaled('discriminator', loss)
+    self._apply('discriminator', tape, scaled)
     return {'discriminator_loss': loss, 'd_real_bce': real_bce, 'd_fake_bce': fake_bce,
             'd_real': self._average(tf.sigmoid(tf.reshape(f['real_logit'], [-1]))),
             'd_fake': self._average(tf.sigmoid(tf.reshape(f['fake_logit'], [-1])))}
@@ -103,7 +106,8 @@ class VAEGAN:
         gan += self._average(losses.bce_with_logits(f['prior_logit'], 1.0))
       dis_l = self._average(f['dis_l'])
       loss = gan + self.config.gamma * dis_l
-    self._apply('decoder', tape, loss)
+      scaled = self._scaled('decoder', loss)
+    self._apply('decoder', tape, scaled)
     return {'decoder_loss': loss, 'decoder_gan': gan}
 
   def _encoder_update(self, images, eps, z_prior_eps):
@@ -112,7 +116,8 @@ class VAEGAN:
       kl = self._average(losses.kl_to_standard_normal(f['mean'], f['log_variance']))
       dis_l = self._average(f['dis_l'])
       loss = kl + dis_l
-    self._apply('encoder', tape, loss)
+      scaled = self._scaled('encoder', loss)
+    self._apply('encoder', tape, scaled)
     return {'encoder_loss': loss, 'kl': kl, 'dis_l': dis_l}
 
   def _replica_step(self, batch, update_discriminator, update_decoder):
