@@ -37,6 +37,7 @@ def test_identical_sets_score_perfectly(glyphs):
   assert same['swd']['mean'] == pytest.approx(0.0, abs=1e-9)
   assert same['fd_pca'] == pytest.approx(0.0, abs=1e-6)
   assert same['ink_w1'] == 0.0
+  assert same['diversity'] == pytest.approx(1.0)
 
 
 def test_noise_against_glyphs_scores_far_worse_than_glyphs_against_glyphs(glyphs):
@@ -47,6 +48,8 @@ def test_noise_against_glyphs_scores_far_worse_than_glyphs_against_glyphs(glyphs
   assert ceiling['swd']['mean'] > 3 * floor['swd']['mean']
   assert ceiling['fd_pca'] > 3 * floor['fd_pca']
   assert ceiling['ink_w1'] > 3 * floor['ink_w1']
+  collapsed = quality_metrics.sample_quality(np.repeat(glyphs[:1], len(glyphs), 0), glyphs, space)
+  assert collapsed['diversity'] < 1e-6 < floor['diversity']
   assert quality_metrics.reconstruction_per_image(glyphs, noise)['ssim'].mean() < 0.1
 
 
@@ -165,7 +168,7 @@ def test_a_blessed_model_is_pushed_in_the_tf_serving_layout(tmp_path, glyph_tfre
   assert blessing.get_int_custom_property('current_model_id') == model.id
   assert set(report['serving']['signatures'].values()) == {'ok'}
   for key in ('floor_real_vs_real', 'ceiling_noise_vs_real'):
-    assert set(report['sanity'][key]) == {'swd', 'fd_pca', 'ink_w1'}
+    assert set(report['sanity'][key]) == {'swd', 'fd_pca', 'ink_w1', 'diversity'}
   base, pushed = _push(tmp_path, model, blessing)
   [version] = os.listdir(base)
   assert version.isdigit() and pushed.get_int_custom_property('pushed') == 1

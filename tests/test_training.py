@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cns_vaegan.components.evaluator import quality_metrics
 from cns_vaegan.components.trainer import training
 from conftest import TINY_ARCHITECTURE
 
@@ -18,6 +19,7 @@ TRAIN_SCRIPT = '''
 import json, sys
 from absl import logging
 logging.set_verbosity(logging.INFO)
+from cns_vaegan.components.evaluator import quality_metrics
 from cns_vaegan.components.trainer import training
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
@@ -98,7 +100,8 @@ def test_sample_diversity_tells_collapse_from_variety():
   rng = np.random.default_rng(0)
   varied = rng.uniform(-1, 1, (16, 8, 8, 1))
   collapsed = np.repeat(varied[:1], 16, axis=0) + rng.normal(0, 1e-3, (16, 8, 8, 1))
-  assert training.mean_pairwise_distance(collapsed) < 0.01 * training.mean_pairwise_distance(varied)
+  assert (quality_metrics.mean_pairwise_distance(collapsed)
+          < 0.01 * quality_metrics.mean_pairwise_distance(varied))
 
 
 def test_uneven_batch_split_is_refused(glyph_tfrecords, tmp_path):

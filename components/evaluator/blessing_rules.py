@@ -8,14 +8,19 @@ better, max: lower is better) and `tolerance` is relative (0.05 = 5% worse allow
 """
 from typing import Any, Dict, Optional
 
-# Defaults, set from measured runs (README "Evaluation"): a model trained for the default
-# 600 CPU steps clears them with a margin; noise, a blank or collapsed decoder does not.
+# Defaults, set from measurements on the built-in eval split (README "Evaluation"): they
+# refuse models that serve noise, blank or grey images, or one glyph for every input and
+# sample (each of those fails at least two), while the default 600-step CPU model passes
+# (psnr 9.6, ssim 0.17, swd 55, fd_pca 57, ink_w1 0.03, diversity 0.34). They gate broken
+# models and regressions, not a quality bar: raise them for longer training runs.
 DEFAULT_THRESHOLDS = {
     'serving.all_ok': {'min': 1.0},
-    'reconstruction.ssim.mean': {'min': 0.15},
     'reconstruction.psnr.mean': {'min': 9.0},
-    'samples.swd.mean': {'max': 150.0},
-    'samples.fd_pca': {'max': 150.0},
+    'reconstruction.ssim.mean': {'min': 0.1},
+    'samples.swd.mean': {'max': 100.0},
+    'samples.fd_pca': {'max': 80.0},
+    'samples.ink_w1': {'max': 0.1},
+    'samples.diversity': {'min': 0.2},
 }
 DEFAULT_REGRESSION_TOLERANCE = 0.05
 

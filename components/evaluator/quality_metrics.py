@@ -14,6 +14,8 @@ Sample quality (distribution against the eval glyphs):
   ink_w1     1-D Wasserstein distance between the distributions of ink coverage (mean
              pixel value per glyph): catches blank or blotted samples that the others
              weigh lightly.
+  diversity  mean pairwise L2 distance among samples over the same among real glyphs:
+             ~1 for real glyphs, 0 when every sample is the same (mode collapse).
 Sanity range: the same measure between two halves of the eval split is the floor
 (what real glyphs score), and between uniform noise and the eval glyphs the ceiling.
 """
@@ -153,12 +155,26 @@ def ink_w1(a: np.ndarray, b: np.ndarray) -> float:
   return float(scipy.stats.wasserstein_distance(coverage(a), coverage(b)))
 
 
+def mean_pairwise_distance(images: np.ndarray) -> float:
+  """Mean L2 distance between the images of a set: the spread that collapse destroys."""
+  flat = np.asarray(images, np.float64).reshape(len(images), -1)
+  squared = np.sum(flat ** 2, axis=1)
+  distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * flat @ flat.T, 0))
+  n = len(flat)
+  return float(distances.sum() / max(n * (n - 1), 1))
+
+
+DIVERSITY_SET = 512  # pairwise distances are quadratic: a subset measures the spread well
+
+
 def sample_quality(samples: np.ndarray, real: np.ndarray, space: PcaSpace, seed: int = 0) -> Dict:
-  """swd, fd_pca and ink_w1 of a set of images against real glyphs."""
+  """swd, fd_pca, ink_w1 and diversity of a set of images against real glyphs."""
+  spread = mean_pairwise_distance(real[:DIVERSITY_SET])
   return {
       'swd': swd(samples, real, seed),
       'fd_pca': frechet_distance(space.project(samples), space.project(real)),
       'ink_w1': ink_w1(samples, real),
+      'diversity': mean_pairwise_distance(samples[:DIVERSITY_SET]) / max(spread, 1e-12),
   }
 
 

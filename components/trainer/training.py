@@ -15,6 +15,7 @@ import tensorflow as tf
 from absl import logging
 
 from cns_vaegan.components import glyph_examples, glyph_figures
+from cns_vaegan.components.evaluator import quality_metrics
 from cns_vaegan.components.trainer import input_data
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
@@ -47,15 +48,6 @@ def make_strategy(cpu_replicas: int = 0) -> tf.distribute.MirroredStrategy:
     return tf.distribute.MirroredStrategy([d.name for d in gpus])
   cpus = [d.name for d in tf.config.list_logical_devices('CPU')]
   return tf.distribute.MirroredStrategy(cpus[:max(cpu_replicas, 1)])
-
-
-def mean_pairwise_distance(images) -> float:
-  """Mean L2 distance between the images of a batch: the spread that collapse destroys."""
-  flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
-  squared = np.sum(flat ** 2, axis=1)
-  distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * flat @ flat.T, 0))
-  n = len(flat)
-  return float(distances.sum() / (n * (n - 1)))
 
 
 def interpolation_strip(model: VAEGAN, first, second, steps: int = 8) -> np.ndarray:
@@ -94,7 +86,8 @@ def write_image_summaries(model: VAEGAN, real, prior_eps, step: int) -> float:
   }
   for name, image in figures.items():
     tf.summary.image(name, image[None], step=step)
-  ratio = mean_pairwise_distance(samples) / max(mean_pairwise_distance(real), 1e-9)
+  ratio = (quality_metrics.mean_pairwise_distance(samples)
+           / max(quality_metrics.mean_pairwise_distance(real), 1e-9))
   tf.summary.scalar('diversity/samples_over_real', ratio, step=step)
   if ratio < COLLAPSE_DIVERSITY_RATIO:
     logging.warning('step %d: prior samples are nearly identical (diversity %.3f of the real '
@@ -145,9 +138,7 @@ def train(train_patterns: List[str], eval_patterns: List[str], arch: Architectur
     model = VAEGAN(arch, config, strategy)
     checkpoint = tf.train.Checkpoint(step=model.step, **model.networks,
                                      **{f'{k}_optimizer': v for k, v in model.optimizers.items()})
-  manager = tf.train.CheckpointManager(
-      checkpoint, checkpoint_dir, max_to_keep=3, step_counter=model.step,
-      checkpoint_interval=config.checkpoint_every_steps)
+  manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=3)
   if manager.latest_checkpoint:
     checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     logging.info('Resumed from %s at step %d', manager.latest_checkpoint, int(model.step.numpy()))
@@ -183,8 +174,10 @@ def train(train_patterns: List[str], eval_patterns: List[str], arch: Architectur
                      '  '.join(f'{k}={float(v):.3f}' for k, v in sorted(metrics.items())), rate)
       if step % config.image_summary_every_steps == 0 or step == num_steps:
         write_image_summaries(model, real, prior_eps, step)
-      manager.save(checkpoint_number=step)
-  manager.save(checkpoint_number=step, check_interval=False)
+      if step % config.checkpoint_every_steps == 0:
+        manager.save(checkpoint_number=step)
+  if step % config.checkpoint_every_steps:
+    manager.save(checkpoint_number=step)  # the last step, when it falls between two intervals
   if config.projector_samples:
     write_projector(model, eval_patterns, arch, log_dir, config.projector_samples)
   return model
