@@ -98,17 +98,12 @@ def ensure_builtin_dataset(data_root: str = configs.BUILTIN_DATA_ROOT) -> str:
   return data_root
 
 
-def run(args) -> None:
-  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-  data_root = args.data_root or ensure_builtin_dataset()
-  if '://' not in data_root and not os.path.isdir(data_root):
-    raise SystemExit(f'local_runner: --data-root {data_root} is not a folder')
-  # Every component runs in this process: split the CPU before any of them touches TF.
-  trainer_training.configure_devices(args.training_values.get('cpu_replicas', 0))
-  tfx.orchestration.LocalDagRunner().run(pipeline.create_pipeline(
+def pipeline_kwargs(args) -> dict:
+  """create_pipeline's arguments from parsed flags, shared by every runner; each runner adds
+  where the pipeline root and metadata live and what its orchestrator needs."""
+  return dict(
       pipeline_name=args.pipeline_name,
-      pipeline_root=configs.pipeline_root(args.output_dir, args.pipeline_name),
-      data_root=data_root,
+      data_root=args.data_root,
       architecture=args.architecture_values,
       training=args.training_values,
       train_steps=args.train_steps,
@@ -116,10 +111,22 @@ def run(args) -> None:
       serving_model_dir=os.path.join(args.serving_base, args.model_name),
       evaluation=args.evaluation_values,
       beam_pipeline_args=args.beam_pipeline_args,
-      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          configs.metadata_path(args.output_dir, args.pipeline_name)),
       enable_cache=not args.no_cache,
-  ))
+  )
+
+
+def run(args) -> None:
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  args.data_root = args.data_root or ensure_builtin_dataset()
+  if '://' not in args.data_root and not os.path.isdir(args.data_root):
+    raise SystemExit(f'local_runner: --data-root {args.data_root} is not a folder')
+  # Every component runs in this process: split the CPU before any of them touches TF.
+  trainer_training.configure_devices(args.training_values.get('cpu_replicas', 0))
+  tfx.orchestration.LocalDagRunner().run(pipeline.create_pipeline(
+      **pipeline_kwargs(args),
+      pipeline_root=configs.pipeline_root(args.output_dir, args.pipeline_name),
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          configs.metadata_path(args.output_dir, args.pipeline_name))))
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -6,6 +6,7 @@ Kubeflow) shares the same definition and differs only in how it runs it.
 """
 from typing import Any, Dict, List, Optional
 
+from kfp.pipeline_spec import pipeline_spec_pb2
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
@@ -15,6 +16,21 @@ from cns_vaegan.components.png_example_gen import PngExampleGen
 
 # The Trainer calls this function; model code lives beside it in components/trainer/.
 RUN_FN = 'cns_vaegan.components.trainer.run_fn.run_fn'
+
+# The Kubernetes extended resource of NVIDIA GPUs (the NVIDIA device plugin's name).
+GPU_RESOURCE = 'nvidia.com/gpu'
+
+
+def gpu_resources(count: int) -> pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec:
+  """Kubeflow container resources asking for `count` GPUs: KFP makes it the pod's limit
+  `nvidia.com/gpu: count`. Both the newer resource_* fields and the older ones are set, as
+  the KFP SDK does, so old and new KFP backends read it."""
+  resources = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec()
+  resources.accelerator.resource_type = GPU_RESOURCE
+  resources.accelerator.resource_count = str(count)
+  resources.accelerator.type = GPU_RESOURCE
+  resources.accelerator.count = count
+  return resources
 
 
 def create_pipeline(
@@ -30,6 +46,8 @@ def create_pipeline(
     beam_pipeline_args: Optional[List[str]] = None,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     enable_cache: bool = True,
+    trainer_gpus: int = 0,
+    baseline_resolver: bool = True,
 ) -> tfx.dsl.Pipeline:
   """Returns the pipeline; components in data-flow order.
 
@@ -38,6 +56,12 @@ def create_pipeline(
   `evaluation` holds GlyphEvaluator arguments (thresholds, regression_tolerance,
   max_examples, num_samples, arithmetic_tuples). Blessed models are pushed to
   `serving_model_dir/<unix time>/`, the layout TensorFlow Serving reads as versions.
+  `trainer_gpus` > 0 asks Kubeflow for that many GPUs for the Trainer's pod (training uses
+  MirroredStrategy over every GPU it sees); LocalDagRunner ignores it.
+  `baseline_resolver` adds TFX's Resolver for the latest blessed model, the Evaluator's
+  baseline. LocalDagRunner and Vertex AI Pipelines run it; open-source Kubeflow Pipelines
+  cannot ("resolver executors not implemented"), so its runner can leave it out, and the
+  Evaluator then judges by the thresholds alone, as it does the first model anywhere.
   """
   if architecture['img_h'] != architecture['img_w']:
     raise ValueError('the pipeline ingests square glyphs: architecture img_h must equal img_w')
@@ -54,17 +78,19 @@ def create_pipeline(
       train_args=tfx.proto.TrainArgs(num_steps=train_steps),
       eval_args=tfx.proto.EvalArgs(num_steps=0),
       custom_config={'architecture': architecture, 'training': training})
+  if trainer_gpus > 0:
+    trainer.with_platform_config(gpu_resources(trainer_gpus))
 
   # The latest blessed model is the baseline a new model must not regress against.
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-  ).with_id('latest_blessed_model_resolver')
+  ).with_id('latest_blessed_model_resolver') if baseline_resolver else None
   evaluator = GlyphEvaluator(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
-      baseline_model=model_resolver.outputs['model'],
+      baseline_model=model_resolver.outputs['model'] if model_resolver else None,
       **(evaluation or {}))
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'],
@@ -75,8 +101,8 @@ def create_pipeline(
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
-      components=[example_gen, statistics_gen, schema_gen, trainer, model_resolver, evaluator,
-                  pusher],
+      components=[c for c in (example_gen, statistics_gen, schema_gen, trainer, model_resolver,
+                              evaluator, pusher) if c is not None],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args,
