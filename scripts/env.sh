@@ -3,7 +3,8 @@
 #
 #   scripts/env.sh setup         make the environment (idempotent, cached)
 #   scripts/env.sh run CMD ...   run CMD inside it, from the repository root
-#   scripts/env.sh lock          re-resolve requirements.in into requirements.lock
+#   scripts/env.sh lock          re-resolve requirements.in into requirements.lock (and the
+#                                image's GPU additions into requirements-gpu.lock)
 #
 # Why two paths: TFX 1.21's ml-metadata and tensorflow-data-validation wheels need
 # glibc >= 2.38. On such a host (Ubuntu 24.04, Debian 13) this is a plain venv in
@@ -194,6 +195,7 @@ case "$cmd" in
       rm -rf --one-file-system "$(rootfs_dir)"; mv "$scratch" "$(rootfs_dir)"
       remove_stale_rootfs "$(rootfs_dir)"
     fi
-    log "wrote $LOCK ($(wc -l < "$LOCK") packages)" ;;
+    log "wrote $LOCK ($(wc -l < "$LOCK") packages)"
+    "$0" run python scripts/resolve_gpu_lock.py ;;
   *) die "usage: scripts/env.sh setup | run CMD [ARGS...] | lock" ;;
 esac
