@@ -46,6 +46,8 @@ def parse_args(argv: Optional[List[str]] = None):
       epilog='Arguments after -- are passed to Apache Beam (beam_pipeline_args).')
   parser.add_argument('--data-root', default=None,
                       help='folder of glyph PNGs (default: the built-in TW-Kai set, rendered if missing)')
+  parser.add_argument('--input-pattern', default='*',
+                      help='glob of the files to ingest under --data-root (default: every file)')
   parser.add_argument('--output-dir', default=configs.OUTPUT_DIR,
                       help='where artifacts and the ML Metadata SQLite store go (default: %(default)s)')
   parser.add_argument('--pipeline-name', default=configs.PIPELINE_NAME)
@@ -104,6 +106,7 @@ def pipeline_kwargs(args) -> dict:
   return dict(
       pipeline_name=args.pipeline_name,
       data_root=args.data_root,
+      input_pattern=args.input_pattern,
       architecture=args.architecture_values,
       training=args.training_values,
       train_steps=args.train_steps,

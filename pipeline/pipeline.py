@@ -42,6 +42,7 @@ def create_pipeline(
     train_steps: int,
     eval_percent: int,
     serving_model_dir: str,
+    input_pattern: str = '*',
     evaluation: Optional[Dict[str, Any]] = None,
     beam_pipeline_args: Optional[List[str]] = None,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
@@ -67,7 +68,8 @@ def create_pipeline(
     raise ValueError('the pipeline ingests square glyphs: architecture img_h must equal img_w')
   example_gen = PngExampleGen(
       input_base=data_root, image_size=architecture['img_h'],
-      image_channels=architecture['img_c'], eval_percent=eval_percent)
+      image_channels=architecture['img_c'], eval_percent=eval_percent,
+      input_pattern=input_pattern)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = tfx.components.SchemaGen(
       statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)

@@ -85,6 +85,11 @@ def test_thresholds_bless_and_refuse_with_reasons():
   assert 'reconstruction.ssim.mean = 0.4 is below the threshold 0.5' in refused['reasons'][0]
 
 
+def test_a_metric_that_could_not_be_measured_refuses_the_model():
+  refused = blessing_rules.judge(_report(float('nan'), 50), RULES, 0.05)
+  assert not refused['blessed'] and 'reconstruction.ssim.mean could not be measured' in refused['reasons'][0]
+
+
 def test_regression_beyond_the_tolerance_is_refused_in_either_direction():
   assert blessing_rules.judge(_report(0.60, 50, baseline=(0.62, 50)), RULES, 0.05)['blessed']
   worse_ssim = blessing_rules.judge(_report(0.60, 50, baseline=(0.70, 50)), RULES, 0.05)

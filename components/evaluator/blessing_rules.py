@@ -6,6 +6,7 @@ is {"min": x} or {"max": y}. The regression check compares the same paths of the
 candidate and the baseline; the direction comes from the threshold (min: higher is
 better, max: lower is better) and `tolerance` is relative (0.05 = 5% worse allowed).
 """
+import math
 from typing import Any, Dict, Optional
 
 # Defaults, set from measurements on the built-in eval split (README "Evaluation"): they
@@ -39,8 +40,8 @@ def judge(report: Dict[str, Any], thresholds: Dict[str, Dict[str, float]], toler
   reasons = []
   for path, bounds in thresholds.items():
     value = lookup(report, path)
-    if value is None:
-      reasons.append(f'{path} could not be measured')
+    if value is None or not math.isfinite(value):  # NaN would pass every comparison
+      reasons.append(f'{path} could not be measured ({value})')
       continue
     if 'min' in bounds and value < bounds['min']:
       reasons.append(f'{path} = {value:.4g} is below the threshold {bounds["min"]:g}')
@@ -52,7 +53,7 @@ def judge(report: Dict[str, Any], thresholds: Dict[str, Dict[str, float]], toler
       if path.startswith('serving.'):
         continue
       new, old = lookup(report, path), lookup(report, path, 'baseline')
-      if new is None or old is None:
+      if new is None or old is None or not (math.isfinite(new) and math.isfinite(old)):
         continue
       higher_is_better = 'min' in bounds
       worse_by = (old - new) if higher_is_better else (new - old)
