@@ -1,7 +1,7 @@
 """End to end: the whole local pipeline through LocalDagRunner on a few dozen glyphs.
 
 PngExampleGen -> StatisticsGen -> SchemaGen -> Trainer -> GlyphEvaluator -> Pusher, with
-the latest blessed model as the Evaluator's baseline.
+the latest blessed model as the Evaluator's baseline, and the model server over the push.
 """
 import json
 import os
@@ -12,6 +12,9 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
 from cns_vaegan.pipeline import configs, local_runner
+from cns_vaegan.serving import servables
+from cns_vaegan.serving.client import GlyphClient
+from cns_vaegan.serving.model_server import ModelServer
 from conftest import TINY_ARCHITECTURE
 
 EXPENSIVE = ['PngExampleGen', 'StatisticsGen', 'SchemaGen', 'Trainer']
@@ -66,8 +69,17 @@ def test_local_pipeline_runs_end_to_end_caches_and_reingests_on_change(glyph_dir
   assert os.path.exists(os.path.join(evaluation, 'arithmetic_酪-鉻+鉸.png'))
   # Pushed as TF Serving expects: <base>/<model name>/<numeric version>/saved_model.pb
   [version] = os.listdir(os.path.join(serving, configs.MODEL_NAME))
-  assert version.isdigit()
-  assert os.path.isfile(os.path.join(serving, configs.MODEL_NAME, version, 'saved_model.pb'))
+  assert servables.available_versions(os.path.join(serving, configs.MODEL_NAME)) == {
+      int(version): os.path.join(serving, configs.MODEL_NAME, version)}
+  # ... and the model server serves what the pipeline pushed.
+  server = ModelServer(serving, configs.MODEL_NAME, port=0, rest_port=None)
+  server.start(wait_for_model_seconds=30)
+  try:
+    with GlyphClient(f'127.0.0.1:{server.port}') as client:
+      assert client.sample(2, seed=0)['images'].shape == (2, 16, 16, 1)
+      assert client.last_version == int(version)
+  finally:
+    server.stop()
 
   # Nothing changed: ingestion, statistics, schema and training are reused. The Evaluator
   # runs again because its baseline is now the first run's blessed model (as in TFX's own
