@@ -103,6 +103,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   args, pipeline_flags = _kubeflow_parser().parse_known_args(argv)
   if args.trainer_gpus < 0:
     raise SystemExit('kubeflow_v2_runner: --trainer-gpus must be 0 or more')
+  if not any(flag == '--profile' or flag.startswith('--profile=') for flag in pipeline_flags):
+    # The cluster's Trainer pod, not this machine, decides: the seed's recipe on GPUs.
+    pipeline_flags += ['--profile', 'seed' if args.trainer_gpus else 'cpu']
   shared = local_runner.parse_args(
       pipeline_flags + ['--data-root', args.data_root, '--serving-base', args.serving_base, '--']
       + beam_args)

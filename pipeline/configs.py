@@ -13,16 +13,20 @@ BUILTIN_DATA_ROOT = os.path.join(REPO_ROOT, 'data', 'glyphs', 'twkai_32')
 # Everything a run writes (artifacts, ML Metadata, pushed models) lives under here.
 OUTPUT_DIR = os.path.join(REPO_ROOT, 'outputs')
 
-# The network, as the seed's editable architecture.json; PngExampleGen converts every
-# PNG to its img_h x img_w x img_c once.
-ARCHITECTURE_PATH = os.path.join(REPO_ROOT, 'components', 'trainer', 'architecture.json')
 EVAL_PERCENT = 10
 
-# Global steps of the default local run. The seed trained 100 epochs (~32,700 steps of 64);
-# at ~97 images/s on a 2-core CPU that is ~6 h, so the default is a short run
-# (benchmarks/train_throughput.py prints the figures of your machine). Raise it with
-# --train-steps on a GPU box.
-TRAIN_STEPS = 600
+# Two sizings of the same model and recipe. `seed` is the seed's: ch 64 and 100 epochs of
+# the ~18,950-glyph train split at batch 64 (29,600 steps); at ~110 images/s on a 2-core CPU
+# that is ~5 h, so it is the default only where a GPU is visible. `cpu` halves the width
+# (ch 32: ~450 images/s here) and trains 3,000 steps (~10 epochs, ~7 min), so the whole
+# pipeline finishes in about a quarter of an hour with recognisable reconstructions.
+# `--profile` picks one; `--architecture` and `--train-steps` override either.
+# (benchmarks/train_throughput.py prints the figures of your machine.)
+_TRAINER_DIR = os.path.join(REPO_ROOT, 'components', 'trainer')
+PROFILES = {
+    'seed': {'architecture': os.path.join(_TRAINER_DIR, 'architecture.json'), 'train_steps': 29600},
+    'cpu': {'architecture': os.path.join(_TRAINER_DIR, 'architecture_cpu.json'), 'train_steps': 3000},
+}
 
 # Beam's DirectRunner with one worker process per core. Runner flags given on the
 # command line come after these, so they win (e.g. --runner=FlinkRunner ...).

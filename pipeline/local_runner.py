@@ -51,11 +51,13 @@ def parse_args(argv: Optional[List[str]] = None):
   parser.add_argument('--output-dir', default=configs.OUTPUT_DIR,
                       help='where artifacts and the ML Metadata SQLite store go (default: %(default)s)')
   parser.add_argument('--pipeline-name', default=configs.PIPELINE_NAME)
-  parser.add_argument('--architecture', default=configs.ARCHITECTURE_PATH,
-                      help='network JSON (img_h, img_w, img_c, ch, z_dim, ...)')
+  parser.add_argument('--profile', choices=('auto',) + tuple(configs.PROFILES), default='auto',
+                      help='sizing of network and training: seed (the seed\'s ch 64, 100 epochs) or '
+                           'cpu (ch 32, 3,000 steps); auto: seed if a GPU is visible, else cpu')
+  parser.add_argument('--architecture', help='network JSON (img_h, img_w, img_c, ch, z_dim, ...); '
+                      'default: the profile\'s')
   parser.add_argument('--image-size', type=int, help='override the architecture\'s img_h and img_w')
-  parser.add_argument('--train-steps', type=int, default=configs.TRAIN_STEPS,
-                      help='global training steps (default: %(default)s)')
+  parser.add_argument('--train-steps', type=int, help='global training steps (default: the profile\'s)')
   parser.add_argument('--hparam', type=_hparam, action='append', default=[], metavar='KEY=VALUE',
                       help='a training setting (see components/trainer/training_config.py); repeatable')
   parser.add_argument('--cpu-replicas', type=int, default=0,
@@ -73,6 +75,11 @@ def parse_args(argv: Optional[List[str]] = None):
   args = parser.parse_args(argv)
   args.beam_pipeline_args = configs.DEFAULT_BEAM_PIPELINE_ARGS + beam_args
 
+  if args.profile == 'auto':
+    args.profile = 'seed' if _gpu_visible() else 'cpu'
+  profile = configs.PROFILES[args.profile]
+  args.architecture = args.architecture or profile['architecture']
+  args.train_steps = args.train_steps or profile['train_steps']
   architecture = Architecture.load(args.architecture).to_dict()
   if args.image_size:
     architecture.update(img_h=args.image_size, img_w=args.image_size)
@@ -90,6 +97,11 @@ def parse_args(argv: Optional[List[str]] = None):
       args.evaluation_values['thresholds'] = json.load(f)
   args.serving_base = args.serving_base or os.path.join(args.output_dir, 'serving')
   return args
+
+
+def _gpu_visible() -> bool:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return bool(tf.config.list_physical_devices('GPU'))
 
 
 def ensure_builtin_dataset(data_root: str = configs.BUILTIN_DATA_ROOT) -> str:
@@ -134,7 +146,9 @@ def run(args) -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
   logging.set_verbosity(logging.INFO)
-  run(parse_args(argv))
+  args = parse_args(argv)
+  logging.info('Profile %s: %s, %d training steps', args.profile, args.architecture, args.train_steps)
+  run(args)
 
 
 if __name__ == '__main__':

@@ -96,3 +96,14 @@ def test_local_pipeline_runs_end_to_end_caches_and_reingests_on_change(glyph_dir
   local_runner.main(args)
   fourth = _executions(output)
   assert fourth['PngExampleGen'][-1] == 'COMPLETE' and fourth['Trainer'][-1] == 'COMPLETE', fourth
+
+
+def test_profiles_size_the_default_run_by_the_devices():
+  cpu = local_runner.parse_args(['--profile', 'cpu'])
+  seed = local_runner.parse_args(['--profile', 'seed'])
+  assert (cpu.architecture_values['ch'], cpu.train_steps) == (32, 3000)
+  assert (seed.architecture_values['ch'], seed.train_steps) == (64, 29600)  # the seed's recipe
+  import tensorflow as tf
+  auto = local_runner.parse_args([])
+  assert auto.profile == ('seed' if tf.config.list_physical_devices('GPU') else 'cpu')
+  assert local_runner.parse_args(['--train-steps', '7']).train_steps == 7

@@ -94,6 +94,11 @@ def test_summaries_cover_every_loss_term_images_and_the_projector(glyph_tfrecord
   assert metadata[0] == 'character\tcode_point' and len(metadata) == 13
   assert (projector / 'sprite.png').exists()
   assert 'sprite.png' in (projector / 'projector_config.pbtxt').read_text()
+  quality = json.loads((tmp_path / 'logs' / 'reconstruction_quality.json').read_text())
+  assert (quality['before']['step'], quality['after']['step']) == (0, 10)
+  assert 0 <= quality['after']['ssim'] <= 1 and quality['after']['mse'] > 0
+  for step in (0, 10):  # the before/after grids, in the run's output
+    assert (tmp_path / 'logs' / f'reconstructions_step{step}.png').exists()
 
 
 def test_sample_diversity_tells_collapse_from_variety():

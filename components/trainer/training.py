@@ -6,6 +6,7 @@ from its step. Observable: TensorBoard scalars (every loss term, D(x), D(x~), le
 rates, images/s, sample diversity), image grids (reconstructions, prior samples, an
 interpolation strip, as the seed's figures), and the latent projector at the end.
 """
+import json
 import os
 import time
 from typing import List, Optional
@@ -95,6 +96,21 @@ def write_image_summaries(model: VAEGAN, real, prior_eps, step: int) -> float:
   return ratio
 
 
+def reconstruction_quality(model: VAEGAN, real, log_dir: str, step: int) -> dict:
+  """Eval-glyph reconstruction MSE and SSIM now, with the grid as a PNG in the run's output.
+
+  Written before the first step and after the last, so every run shows its before/after
+  (reconstruction_quality.json, reconstructions_step<N>.png).
+  """
+  reconstructions = model.reconstruct(real).numpy()
+  per_image = quality_metrics.reconstruction_per_image((real + 1.0) / 2.0, (reconstructions + 1.0) / 2.0)
+  pairs = np.stack([real, reconstructions], 1).reshape((-1,) + real.shape[1:])
+  glyph_figures.save_png(glyph_figures.grid(glyph_figures.from_model_range(pairs[:64]), columns=16),
+                         os.path.join(log_dir, f'reconstructions_step{step}.png'))
+  return {'step': step, 'mse': float(per_image['mse'].mean()), 'ssim': float(per_image['ssim'].mean()),
+          'num_glyphs': len(real)}
+
+
 def write_projector(model: VAEGAN, eval_patterns: List[str], arch: Architecture, log_dir: str,
                     n: int) -> None:
   """The seed's embedding viewer: encoder means of eval glyphs, with sprite and characters."""
@@ -149,8 +165,11 @@ def train(train_patterns: List[str], eval_patterns: List[str], arch: Architectur
 
   batches = strategy.experimental_distribute_dataset(input_data.training_batches(
       train_patterns, arch, config.batch_size, config.seed, config.shuffle_buffer, first_batch=step))
-  real = glyph_examples.first_examples(eval_patterns, arch.img_h, arch.img_c, 32)['image']
+  quality_set = glyph_examples.first_examples(eval_patterns, arch.img_h, arch.img_c, 512)['image']
+  real = quality_set[:32]
   prior_eps = tf.random.stateless_normal([64, arch.z_dim], seed=[config.seed, 7])
+  tf.io.gfile.makedirs(log_dir)
+  quality = {'before': reconstruction_quality(model, quality_set, log_dir, step)}
   writer = tf.summary.create_file_writer(log_dir)
   progress, metrics = _Progress(step), {}
   with writer.as_default():
@@ -178,6 +197,12 @@ def train(train_patterns: List[str], eval_patterns: List[str], arch: Architectur
         manager.save(checkpoint_number=step)
   if step % config.checkpoint_every_steps:
     manager.save(checkpoint_number=step)  # the last step, when it falls between two intervals
+  quality['after'] = reconstruction_quality(model, quality_set, log_dir, step)
+  with tf.io.gfile.GFile(os.path.join(log_dir, 'reconstruction_quality.json'), 'w') as f:
+    f.write(json.dumps(quality, indent=2))
+  logging.info('Eval reconstruction MSE %.4f -> %.4f, SSIM %.3f -> %.3f (steps %d -> %d)',
+               quality['before']['mse'], quality['after']['mse'], quality['before']['ssim'],
+               quality['after']['ssim'], quality['before']['step'], quality['after']['step'])
   if config.projector_samples:
     write_projector(model, eval_patterns, arch, log_dir, config.projector_samples)
   return model
