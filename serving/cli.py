@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from cns_vaegan.components import glyph_figures
 from cns_vaegan.data import arithmetic_tuples, render_glyphs
-from cns_vaegan.serving.client import SEED_COEFFICIENTS, GlyphClient
+from cns_vaegan.serving.client import GlyphClient
 
 
 class Figures:
@@ -45,7 +45,7 @@ class Figures:
   def _save(self, image: np.ndarray, name: str) -> str:
     return glyph_figures.save_png(image, os.path.join(self.out_dir, name))
 
-  def arithmetic(self, a: str, b: str, c: str, coefficients=SEED_COEFFICIENTS) -> str:
+  def arithmetic(self, a: str, b: str, c: str, coefficients=()) -> str:
     pngs = self._pngs(a + b + c)
     out = self.client.arithmetic(pngs[:1], pngs[1:2], pngs[2:], coefficients)
     size = out['images'].shape[2:4]  # the model's size; typed glyphs may be rendered larger
@@ -99,7 +99,8 @@ def main(argv=None) -> int:
   commands = parser.add_subparsers(dest='command', required=True)
   arith = commands.add_parser('arith', help='a·(A − B + C): the seed\'s four-panel figure')
   arith.add_argument('characters', nargs='+', help='A B C (or ABC)')
-  arith.add_argument('--coefficients', default=','.join(str(c) for c in SEED_COEFFICIENTS))
+  arith.add_argument('--coefficients', default='',
+                     help='comma-separated a values (default: the model\'s, the seed\'s 0.25,0.5,1,2,3)')
   interpolate = commands.add_parser('interpolate', help='a strip from one character to another')
   interpolate.add_argument('characters', nargs='+', help='A B (or AB)')
   interpolate.add_argument('--steps', type=int, default=8)
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
       figures = Figures(client, render_glyphs.GlyphRenderer(args.font, args.size), args.out)
       if args.command == 'arith':
         a, b, c = _characters(''.join(args.characters), 3, 'arith')
-        coefficients = [float(x) for x in args.coefficients.split(',')]
+        coefficients = [float(x) for x in args.coefficients.split(',') if x.strip()]
         print(figures.arithmetic(a, b, c, coefficients))
       elif args.command == 'interpolate':
         start, end = _characters(''.join(args.characters), 2, 'interpolate')

@@ -14,7 +14,6 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-SEED_COEFFICIENTS = (0.25, 0.5, 1.0, 2.0, 3.0)
 _RETRY_POLICY = json.dumps({'methodConfig': [{
     'name': [{'service': 'tensorflow.serving.PredictionService'},
              {'service': 'tensorflow.serving.ModelService'}],
@@ -75,7 +74,8 @@ class GlyphClient:
     return self.predict('reconstruct', {'images': np.array(pngs, dtype=object)})
 
   def arithmetic(self, a: Sequence[bytes], b: Sequence[bytes], c: Sequence[bytes],
-                 coefficients: Sequence[float] = SEED_COEFFICIENTS) -> Dict[str, np.ndarray]:
+                 coefficients: Sequence[float] = ()) -> Dict[str, np.ndarray]:
+    """a·(A − B + C) for each coefficient; none: the model's default, the seed's 0.25 … 3."""
     return self.predict('arithmetic', {
         'a': np.array(a, dtype=object), 'b': np.array(b, dtype=object),
         'c': np.array(c, dtype=object), 'coefficients': np.asarray(coefficients, np.float32)})

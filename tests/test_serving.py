@@ -259,3 +259,9 @@ def test_cli_writes_the_seeds_figures(served, tmp_path, font_path):
   assert cli.main(common + ['batch', str(tuples)]) == 0
   assert (tmp_path / 'arith_你-妳+如.png').exists()
   assert cli.main(common + ['--model-name', 'nope', 'sample']) == 1
+
+
+def test_cli_coefficients_flag_sets_the_panel_width(served, tmp_path, font_path):
+  common = ['--server', f'127.0.0.1:{served["server"].port}', '--out', str(tmp_path), '--font', font_path]
+  assert cli.main(common + ['arith', '酪鉻鉸', '--coefficients', '1,2']) == 0
+  assert Image.open(tmp_path / 'arith_酪-鉻+鉸.png').width == 3 * 17 + 1  # 3 inputs, 2 a values
