@@ -12,7 +12,6 @@ and --seconds seconds. Server-side batching is not implemented in the embedded s
 import argparse
 import concurrent.futures
 import os
-import statistics
 import tempfile
 import time
 

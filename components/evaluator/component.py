@@ -4,7 +4,7 @@ blessed Model from a Resolver, and emits the standard ModelEvaluation and ModelB
 artifacts, so the standard Pusher pushes only what it blessed.
 """
 import json
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
