@@ -4,7 +4,8 @@
 (others are ignored) and count only once saved_model.pb exists (the Pusher copies it
 last). The newest version is served unless one is pinned. A new version is loaded
 before the old one is dropped, and requests hold the servable they started with, so a
-swap never fails a request in flight.
+swap never fails a request in flight. A version that fails to load (say, still being
+copied) is tried again on later polls, up to max_load_retries times, as TF Serving does.
 """
 import dataclasses
 import os
@@ -49,14 +50,16 @@ class ServableManager:
   """Keeps the served version of one model current; thread-safe."""
 
   def __init__(self, base_path: str, model_name: str, pinned_version: Optional[int] = None,
-               poll_seconds: float = 1.0):
+               poll_seconds: float = 1.0, max_load_retries: int = 5):
     self.model_name = model_name
     self.model_dir = os.path.join(base_path, model_name)
     self.pinned_version = pinned_version
     self.poll_seconds = poll_seconds
     self._lock = threading.Lock()
     self._current: Optional[Servable] = None
+    self.max_load_retries = max_load_retries
     self.states: Dict[int, tuple] = {}  # version -> (state, error message)
+    self._failed_loads: Dict[int, int] = {}
     self._stop = threading.Event()
     self._thread: Optional[threading.Thread] = None
 
@@ -71,14 +74,17 @@ class ServableManager:
     current = self.current()
     if wanted is None or wanted not in versions or (current and current.version == wanted):
       return current is not None
-    if self.states.get(wanted, ('',))[0] == 'END':  # failed before; do not retry forever
+    if self._failed_loads.get(wanted, 0) > self.max_load_retries:  # given up on this version
       return current is not None
     self.states[wanted] = ('LOADING', '')
     try:
       servable = load_servable(self.model_name, wanted, versions[wanted])
     except Exception as error:  # pylint: disable=broad-except  (a bad version must not kill serving)
-      logging.error('Loading %s version %d failed: %s', self.model_name, wanted, error)
-      self.states[wanted] = ('END', f'{type(error).__name__}: {error}')
+      failures = self._failed_loads[wanted] = self._failed_loads.get(wanted, 0) + 1
+      gave_up = failures > self.max_load_retries
+      logging.error('Loading %s version %d failed (attempt %d%s): %s', self.model_name, wanted,
+                    failures, ', giving up' if gave_up else '', error)
+      self.states[wanted] = ('END' if gave_up else 'LOADING', f'{type(error).__name__}: {error}')
       return current is not None
     with self._lock:  # new version in, then old version out
       old, self._current = self._current, servable

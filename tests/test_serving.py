@@ -232,8 +232,9 @@ def test_a_pinned_version_is_served_and_ports_open_only_once_a_version_loads(tmp
   started.start()
   time.sleep(0.5)
   assert started.is_alive() and server._grpc is None  # still waiting: no port yet
-  shutil.copytree(served['base'] / 'cns_vaegan' / '1', model_dir / '1')
-  shutil.copytree(served['base'] / 'cns_vaegan' / '2', model_dir / '2')
+  for version in ('1', '2'):  # staged, then renamed: a version appears whole
+    shutil.copytree(served['base'] / 'cns_vaegan' / version, model_dir / f'.staging-{version}')
+    os.rename(model_dir / f'.staging-{version}', model_dir / version)
   started.join(timeout=60)
   try:
     with GlyphClient(f'127.0.0.1:{server.port}') as pinned:
@@ -265,3 +266,21 @@ def test_cli_coefficients_flag_sets_the_panel_width(served, tmp_path, font_path)
   common = ['--server', f'127.0.0.1:{served["server"].port}', '--out', str(tmp_path), '--font', font_path]
   assert cli.main(common + ['arith', '酪鉻鉸', '--coefficients', '1,2']) == 0
   assert Image.open(tmp_path / 'arith_酪-鉻+鉸.png').width == 3 * 17 + 1  # 3 inputs, 2 a values
+
+
+def test_a_version_still_being_copied_loads_on_a_later_poll_and_a_broken_one_is_given_up(tmp_path, served):
+  from cns_vaegan.serving.servables import ServableManager
+  model_dir = tmp_path / 'cns_vaegan' / '3'
+  model_dir.mkdir(parents=True)
+  (model_dir / 'saved_model.pb').write_bytes(b'half a file')  # a copy in progress
+  manager = ServableManager(str(tmp_path), 'cns_vaegan', max_load_retries=2)
+  assert not manager.poll_once() and manager.states[3][0] == 'LOADING'
+  shutil.rmtree(model_dir)
+  shutil.copytree(served['base'] / 'cns_vaegan' / '1', model_dir)  # the copy completes
+  assert manager.poll_once() and manager.current().version == 3
+  broken = tmp_path / 'cns_vaegan' / '4'
+  broken.mkdir()
+  (broken / 'saved_model.pb').write_bytes(b'never a model')
+  for _ in range(4):
+    assert manager.poll_once()  # version 3 keeps serving throughout
+  assert manager.current().version == 3 and manager.states[4][0] == 'END'
