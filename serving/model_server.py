@@ -110,17 +110,13 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     self.manager = manager
 
   def GetModelStatus(self, request, context):
-    name, version = request.model_spec.name, _version(request.model_spec)
-    states = dict(self.manager.states)
-    if name != self.manager.model_name or (version is not None and version not in states):
-      request_text = f'Specific({name}, {version})' if version is not None else f'Latest({name})'
-      return _abort(context, ServingError(grpc.StatusCode.NOT_FOUND,
-                                          f'Could not find any versions of model {name}'
-                                          if version is None else
-                                          f'Servable not found for request: {request_text}'))
+    try:
+      states = prediction.version_states(self.manager, request.model_spec.name,
+                                         _version(request.model_spec))
+    except ServingError as error:
+      return _abort(context, error)
     response = get_model_status_pb2.GetModelStatusResponse()
-    for v in sorted(states if version is None else [version]):
-      state, error = states[v]
+    for v, state, error in states:
       status = response.model_version_status.add()
       status.version = v
       status.state = get_model_status_pb2.ModelVersionStatus.State.Value(state)
@@ -170,11 +166,7 @@ def _to_json(alias: str, value: Any) -> Any:
 
 def rest_predict(servable, body: Dict[str, Any], max_batch_size: int) -> Dict[str, Any]:
   """TF Serving's REST predict: row ("instances") or columnar ("inputs") format."""
-  signature_name = prediction.signature_name_or_default(body.get('signature_name', ''))
-  signature = servable.signature_defs.get(signature_name)
-  if signature is None:
-    raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                       f'Serving signature key "{signature_name}" not found.')
+  signature_name, signature = prediction.find_signature(servable, body.get('signature_name', ''))
   aliases = sorted(signature.inputs)
   dtypes = {a: tf.dtypes.as_dtype(signature.inputs[a].dtype) for a in aliases}
   if ('instances' in body) == ('inputs' in body):
@@ -209,13 +201,10 @@ def rest_predict(servable, body: Dict[str, Any], max_batch_size: int) -> Dict[st
 
 
 def _status_json(manager: ServableManager, name: str, version: Optional[int]) -> Dict[str, Any]:
-  states = dict(manager.states)
-  if name != manager.model_name or (version is not None and version not in states):
-    raise ServingError(grpc.StatusCode.NOT_FOUND, f'Could not find any versions of model {name}')
   return {'model_version_status': [
-      {'version': str(v), 'state': states[v][0],
-       'status': {'error_code': 'UNKNOWN' if states[v][1] else 'OK', 'error_message': states[v][1]}}
-      for v in sorted(states if version is None else [version])]}
+      {'version': str(v), 'state': state,
+       'status': {'error_code': 'UNKNOWN' if error else 'OK', 'error_message': error}}
+      for v, state, error in prediction.version_states(manager, name, version)]}
 
 
 def _metadata_json(servable) -> Dict[str, Any]:

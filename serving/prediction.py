@@ -40,6 +40,26 @@ def signature_name_or_default(name: str) -> str:
   return name or DEFAULT_SIGNATURE
 
 
+def find_signature(servable: Servable, signature_name: str):
+  """(name, SignatureDef) a request names; empty means serving_default; else FAILED_PRECONDITION."""
+  signature_name = signature_name_or_default(signature_name)
+  signature = servable.signature_defs.get(signature_name)
+  if signature is None:
+    raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                       f'Serving signature key "{signature_name}" not found.')
+  return signature_name, signature
+
+
+def version_states(manager: ServableManager, name: str, version: Optional[int]):
+  """[(version, state, error message)] for a status request, or NOT_FOUND as TF Serving words it."""
+  states = dict(manager.states)
+  if name != manager.model_name or (version is not None and version not in states):
+    raise ServingError(grpc.StatusCode.NOT_FOUND,
+                       f'Could not find any versions of model {name}' if version is None else
+                       f'Servable not found for request: Specific({name}, {version})')
+  return [(v, *states[v]) for v in sorted(states if version is None else [version])]
+
+
 def _set(names: Iterable[str]) -> str:
   return '{' + ','.join(sorted(names)) + '}'
 
@@ -58,11 +78,7 @@ def _shape_text(expected) -> str:
 def predict(servable: Servable, signature_name: str, inputs: Dict[str, np.ndarray],
             output_filter: Iterable[str] = (), max_batch_size: int = 256) -> Dict[str, np.ndarray]:
   """Validates the request against the SignatureDef, runs it, returns the (filtered) outputs."""
-  signature_name = signature_name_or_default(signature_name)
-  signature = servable.signature_defs.get(signature_name)
-  if signature is None:
-    raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                       f'Serving signature key "{signature_name}" not found.')
+  signature_name, signature = find_signature(servable, signature_name)
   expected, sent = set(signature.inputs), set(inputs)
   if expected != sent:
     raise ServingError(
