@@ -1,9 +1,12 @@
 """Training throughput of the train step, where its time goes, and the input pipeline alone.
 
 Prints, for the seed's network (ch 64) and the CPU profile's (ch 32), at 32x32x1, z 100,
-global batch 64 and the seed's D + 2×decoder + encoder updates per step:
-  - images/s of the compiled step (tf.function) and of the same step run eagerly, as a ratio;
-  - the cost of each update, from steps with some updates gated off;
+global batch 64, and each update schedule (`sequential`: the seed's D + 2×decoder +
+encoder updates, each from its own forward pass; `one_pass`: one forward pass, three
+gradients):
+  - images/s of the compiled step (tf.function) and of the same step run eagerly, as a ratio,
+    and the one-pass step's speed-up over the sequential one on the same network;
+  - for the sequential step, the cost of each update, from steps with some updates gated off;
   - images/s of the tf.data input pipeline alone over the built-in glyphs (the trainer
     must not be input-bound), and the time of one epoch of the train split.
 
@@ -51,12 +54,14 @@ def measure_network(arch, config, strategy, steps):
   distributed = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
   n = config.batch_size
   compiled = rate(lambda: model.train_step(distributed), n, steps)
-  seconds = {gates: n / rate(lambda g=gates: model.train_step(distributed, *g), n, steps)
-             for gates in ((False, False), (True, False), (False, True))}
-  encoder = seconds[(False, False)]
-  breakdown = {'discriminator': seconds[(True, False)] - encoder,
-               f'decoder ×{config.decoder_steps_per_discriminator_step}': seconds[(False, True)] - encoder,
-               'encoder': encoder}
+  breakdown = {}
+  if config.update_schedule == 'sequential':
+    seconds = {gates: n / rate(lambda g=gates: model.train_step(distributed, *g), n, steps)
+               for gates in ((False, False), (True, False), (False, True))}
+    encoder = seconds[(False, False)]
+    breakdown = {'discriminator': seconds[(True, False)] - encoder,
+                 f'decoder ×{config.decoder_steps_per_discriminator_step}': seconds[(False, True)] - encoder,
+                 'encoder': encoder}
   eager_args = {k: tf.constant(v) for k, v in batch.items()}
   with tf.distribute.get_strategy().scope():
     eager_model = VAEGAN(arch, config, tf.distribute.get_strategy())
@@ -90,10 +95,9 @@ def main():
   parser.add_argument('--cpu-replicas', type=int, default=0, help='also time N logical CPUs')
   args = parser.parse_args()
   training.configure_devices(args.cpu_replicas)
-  config = TrainingConfig()
   gpus = [d.name for d in tf.config.list_logical_devices('GPU')]
   cpus = [d.name for d in tf.config.list_logical_devices('CPU')]
-  print(f'32x32x1, z 100, global batch {config.batch_size}, D + 2×G + E per step; '
+  print(f'32x32x1, z 100, global batch {TrainingConfig().batch_size}; '
         f'{len(gpus)} GPU(s), cores: {os.cpu_count()}')
   for profile in ('seed', 'cpu'):
     arch = Architecture.load(configs.PROFILES[profile]['architecture'])
@@ -101,16 +105,22 @@ def main():
     if args.cpu_replicas > 1 and not gpus:
       layouts[f'{len(cpus)} logical CPUs'] = cpus
     for label, devices in layouts.items():
-      compiled, eager, breakdown = measure_network(
-          arch, config, tf.distribute.MirroredStrategy(devices), args.steps)
-      epoch_min = TRAIN_SPLIT / compiled / 60
-      print(f'ch {arch.ch:2d} ({profile} profile), {label}: tf.function {compiled:6.1f} images/s, '
-            f'eager {eager:6.1f} images/s, ratio {compiled / eager:4.1f}x; '
-            f'one epoch ({TRAIN_SPLIT} glyphs) {epoch_min:5.1f} min')
-      total = sum(breakdown.values())
-      print('    time per step: ' + ', '.join(f'{k} {v * 1e3:.0f} ms ({v / total:.0%})'
-                                              for k, v in breakdown.items()))
-  print(f'input pipeline alone: {input_rate(config.batch_size):8.0f} images/s')
+      sequential = None
+      for schedule in ('sequential', 'one_pass'):
+        config = TrainingConfig(update_schedule=schedule)
+        compiled, eager, breakdown = measure_network(
+            arch, config, tf.distribute.MirroredStrategy(devices), args.steps)
+        sequential = sequential or compiled
+        epoch_min = TRAIN_SPLIT / compiled / 60
+        print(f'ch {arch.ch:2d} ({profile} profile), {label}, {schedule:10s}: tf.function '
+              f'{compiled:6.1f} images/s ({compiled / sequential:4.2f}x sequential), eager '
+              f'{eager:6.1f} images/s, ratio {compiled / eager:4.1f}x; one epoch ({TRAIN_SPLIT} '
+              f'glyphs) {epoch_min:5.1f} min')
+        total = sum(breakdown.values())
+        if breakdown:
+          print('    time per step: ' + ', '.join(f'{k} {v * 1e3:.0f} ms ({v / total:.0%})'
+                                                  for k, v in breakdown.items()))
+  print(f'input pipeline alone: {input_rate(TrainingConfig().batch_size):8.0f} images/s')
 
 
 if __name__ == '__main__':

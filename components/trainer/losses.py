@@ -27,3 +27,9 @@ def bce_with_logits(logits, label: float):
   logits = tf.reshape(logits, [-1])
   return tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), label),
                                                  logits=logits)
+
+
+def pixel_l1(images, reconstructions):
+  """Sum of absolute pixel differences per example: a pixel-space reconstruction term."""
+  difference = tf.abs(tf.cast(images, tf.float32) - tf.cast(reconstructions, tf.float32))
+  return tf.reduce_sum(tf.reshape(difference, [tf.shape(difference)[0], -1]), axis=-1)

@@ -151,7 +151,7 @@ def train(train_patterns: List[str], eval_patterns: List[str], arch: Architectur
                      f'{strategy.num_replicas_in_sync} replicas')
   tf.keras.utils.set_random_seed(config.seed)
   with strategy.scope():
-    model = VAEGAN(arch, config, strategy)
+    model = VAEGAN(arch, config, strategy, total_steps=num_steps)
     checkpoint = tf.train.Checkpoint(step=model.step, **model.networks,
                                      **{f'{k}_optimizer': v for k, v in model.optimizers.items()})
   manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=3)

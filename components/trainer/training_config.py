@@ -12,6 +12,14 @@ class TrainingConfig:
   beta1: float = 0.5
   gamma: float = 0.1                    # weight of Dis_l in the decoder's loss (Eq. 9)
   decoder_steps_per_discriminator_step: int = 2   # the seed updates G twice per D step
+  # 'sequential': D, then G (decoder_steps_per_discriminator_step times), then E, each from a
+  # fresh forward pass (the seed's); 'one_pass': one forward pass, each network the gradient
+  # of its own loss (Larsen et al.'s official code; G once per step).
+  update_schedule: str = 'sequential'
+  # Departures from the seed's losses (its values turn them off):
+  kl_weight: float = 1.0                # weight of the KL term in the encoder's loss
+  pixel_weight: float = 0.0             # L1 pixel reconstruction term in E's and G's losses
+  learning_rate_decay: float = 0.0      # last share of the steps over which the rate falls linearly to 0
   # v0.4 (default) vs v0.4.1 choices:
   latent_tanh: bool = True              # z = tanh(mean + sigma·eps); KL taken before the tanh
   prior_samples_to_discriminator: bool = False   # D also sees G(z_p), z_p from the prior
@@ -36,6 +44,11 @@ class TrainingConfig:
   def __post_init__(self):
     if self.dis_l_layer not in (1, 2, 3, 4):
       raise ValueError(f'training: dis_l_layer must be 1..4, got {self.dis_l_layer}')
+    if self.update_schedule not in ('sequential', 'one_pass'):
+      raise ValueError(f"training: update_schedule must be 'sequential' or 'one_pass', "
+                       f'got {self.update_schedule!r}')
+    if not 0.0 <= self.learning_rate_decay <= 1.0:
+      raise ValueError(f'training: learning_rate_decay must be in [0, 1], got {self.learning_rate_decay}')
     if self.batch_size <= 0 or self.decoder_steps_per_discriminator_step < 1:
       raise ValueError('training: batch_size and decoder_steps_per_discriminator_step must be positive')
 
