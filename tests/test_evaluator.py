@@ -10,7 +10,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
-from cns_vaegan.components.evaluator import blessing_rules, executor, quality_metrics
+from cns_vaegan.components.evaluator import baselines, blessing_rules, executor, quality_metrics
 from cns_vaegan.components.trainer import export
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
@@ -53,6 +53,44 @@ def test_noise_against_glyphs_scores_far_worse_than_glyphs_against_glyphs(glyphs
   assert quality_metrics.reconstruction_per_image(glyphs, noise)['ssim'].mean() < 0.1
 
 
+def test_identity_finds_each_glyph_and_counts_a_tie_for_its_own(glyphs):
+  own = np.arange(len(glyphs))
+  assert quality_metrics.identity(glyphs, own, glyphs) == {'top1': 1.0, 'top5': 1.0}
+  # Each reconstruction shows its neighbour's glyph: top-1 fails, and top-5 only where
+  # the two glyphs happen to be close.
+  shifted = quality_metrics.identity(np.roll(glyphs, 1, axis=0), own, glyphs)
+  assert shifted['top1'] == 0.0 and shifted['top5'] < 0.2
+  # A reference drawn exactly like the own glyph does not count against it.
+  duplicated = np.concatenate([glyphs[:4], glyphs[:1]])
+  assert quality_metrics.identity(glyphs[:1], np.array([0]), duplicated)['top1'] == 1.0
+  # Slight noise keeps the identity; a constant image has none.
+  noisy = np.clip(glyphs + np.random.default_rng(0).normal(0, 0.05, glyphs.shape), 0, 1)
+  assert quality_metrics.identity(noisy, own, glyphs)['top1'] > 0.95
+  constant = np.broadcast_to(glyphs.mean(axis=0), glyphs.shape)
+  assert quality_metrics.identity(constant, own, glyphs)['top5'] < 0.05
+
+
+def test_the_baselines_are_a_constant_and_a_linear_model_fitted_on_train(glyphs):
+  train, measured = glyphs[64:], glyphs[:64]
+  sets = baselines.GlyphSets(measured=measured, train=train, other_eval=glyphs[:0])
+  report = baselines.measure(sets, z_dim=32)
+  assert set(report) == {'mean_glyph', 'pca_8', 'pca_16', 'pca_32'}
+  mean_mse = np.mean((measured - train.mean(axis=0)) ** 2, axis=(1, 2, 3)).mean()
+  assert report['mean_glyph']['reconstruction']['mse']['mean'] == pytest.approx(mean_mse, rel=1e-5)
+  assert 'identity' not in report['mean_glyph']
+  psnr = [report[f'pca_{k}']['reconstruction']['psnr']['mean'] for k in (8, 16, 32)]
+  top1 = [report[f'pca_{k}']['identity']['top1'] for k in (8, 16, 32)]
+  assert report['mean_glyph']['reconstruction']['psnr']['mean'] < psnr[0] < psnr[1] < psnr[2]
+  assert top1[0] <= top1[1] <= top1[2]
+  # Glyphs that are mixtures of 3 glyphs span 2 dimensions around their mean: PCA with 2
+  # components gives them back exactly, with 1 it cannot.
+  weights = np.random.default_rng(0).dirichlet([1, 1, 1], 40)
+  mixtures = np.einsum('nk,khwc->nhwc', weights, glyphs[:3]).astype(np.float32)
+  space = quality_metrics.PcaSpace(mixtures, 2)
+  np.testing.assert_allclose(space.reconstruct(mixtures), mixtures, atol=1e-5)
+  assert np.abs(space.reconstruct(mixtures, 1) - mixtures).max() > 0.1
+
+
 def test_worst_decile_follows_the_direction_of_the_metric():
   values = np.arange(1, 21, dtype=np.float64)
   assert quality_metrics.mean_and_worst_decile(values, higher_is_better=True)['worst_decile'] == 1.5
@@ -85,6 +123,19 @@ def test_thresholds_bless_and_refuse_with_reasons():
   assert 'reconstruction.ssim.mean = 0.4 is below the threshold 0.5' in refused['reasons'][0]
 
 
+def test_a_bound_above_a_reference_baseline():
+  rules = {'reconstruction.ssim.mean': {'above': 'mean_glyph', 'by': 0.2}}
+  report = _report(0.5, 50)
+  report['baselines'] = {'mean_glyph': {'reconstruction': {'ssim': {'mean': 0.25}}}}
+  assert blessing_rules.judge(report, rules, 0.05)['blessed']
+  report['baselines']['mean_glyph']['reconstruction']['ssim']['mean'] = 0.35
+  refused = blessing_rules.judge(report, rules, 0.05)
+  assert refused['reasons'] == ['reconstruction.ssim.mean = 0.5 does not beat the mean_glyph '
+                                'baseline (0.35) by more than 0.2']
+  del report['baselines']
+  assert 'could not be measured' in blessing_rules.judge(report, rules, 0.05)['reasons'][0]
+
+
 def test_a_metric_that_could_not_be_measured_refuses_the_model():
   refused = blessing_rules.judge(_report(float('nan'), 50), RULES, 0.05)
   assert not refused['blessed'] and 'reconstruction.ssim.mean could not be measured' in refused['reasons'][0]
@@ -96,6 +147,66 @@ def test_regression_beyond_the_tolerance_is_refused_in_either_direction():
   assert not worse_ssim['blessed'] and 'regressed' in worse_ssim['reasons'][0]
   worse_swd = blessing_rules.judge(_report(0.60, 60, baseline=(0.60, 50)), RULES, 0.05)
   assert not worse_swd['blessed'] and 'samples.swd.mean regressed' in worse_swd['reasons'][0]
+
+
+class _StandIn:
+  """A model measured through the evaluator's own code: reconstructions and samples given."""
+
+  def __init__(self, reconstruct, sample):
+    self.reconstruct_pixels, self._sample = reconstruct, sample
+
+  def sample(self, n, seed):
+    del seed
+    return self._sample(n)
+
+
+def _judged(glyphs, model):
+  """The default gate's verdict on `model`, measured as the executor measures a candidate."""
+  train, measured = glyphs[96:], glyphs[:96]
+  sets = baselines.GlyphSets(measured=measured, train=train, other_eval=glyphs[:0])
+  report = {'serving': {'all_ok': 1.0},
+            'candidate': executor.measure(model, sets, quality_metrics.PcaSpace(measured), 96, 0),
+            'baselines': baselines.measure(sets, z_dim=32)}
+  return blessing_rules.judge(report, blessing_rules.DEFAULT_THRESHOLDS, 0.05)
+
+
+def _reasons_about(verdict, *paths):
+  return {path for path in paths if any(reason.startswith(path) for reason in verdict['reasons'])}
+
+
+def test_the_default_gate_refuses_a_constant_model(glyphs):
+  mean = glyphs[96:].mean(axis=0)
+  constant = _StandIn(lambda x: np.broadcast_to(mean, x.shape), lambda n: np.repeat(mean[None], n, 0))
+  verdict = _judged(glyphs, constant)
+  assert not verdict['blessed']
+  assert _reasons_about(verdict, 'reconstruction.psnr.mean', 'reconstruction.ssim.mean',
+                        'identity.top1', 'samples.diversity') == {
+                            'reconstruction.psnr.mean', 'reconstruction.ssim.mean', 'identity.top1',
+                            'samples.diversity'}
+
+
+def test_the_default_gate_refuses_collapsed_samples_however_good_the_reconstructions(glyphs):
+  collapsed = _StandIn(lambda x: x, lambda n: np.repeat(glyphs[:1], n, 0))
+  verdict = _judged(glyphs, collapsed)
+  assert not verdict['blessed']
+  assert _reasons_about(verdict, 'reconstruction.psnr.mean', 'identity.top1') == set()
+  assert 'samples.diversity' in _reasons_about(verdict, 'samples.diversity')
+
+
+def test_the_default_gate_blesses_real_glyphs_and_refuses_noise_and_black(glyphs):
+  rng = np.random.default_rng(0)
+  # A near-perfect model: slightly noisy reconstructions, real glyphs as samples.
+  good = _StandIn(lambda x: np.clip(x + rng.normal(0, 0.02, x.shape), 0, 1).astype(np.float32),
+                  lambda n: glyphs[-n:])
+  assert _judged(glyphs, good)['blessed'], _judged(glyphs, good)['reasons']
+  noise = _StandIn(lambda x: rng.uniform(0, 1, x.shape).astype(np.float32),
+                   lambda n: rng.uniform(0, 1, (n,) + glyphs.shape[1:]).astype(np.float32))
+  black = _StandIn(np.zeros_like, lambda n: np.zeros((n,) + glyphs.shape[1:], np.float32))
+  for broken in (noise, black):
+    verdict = _judged(glyphs, broken)
+    assert not verdict['blessed']
+    assert {'reconstruction.psnr.mean', 'identity.top1'} <= _reasons_about(
+        verdict, 'reconstruction.psnr.mean', 'identity.top1')
 
 
 # ------------------------------------------------------- executor and standard Pusher

@@ -2,9 +2,12 @@
 
 Metrics are addressed by dotted paths into the evaluation report, e.g.
 `candidate.reconstruction.ssim.mean` is written `reconstruction.ssim.mean`. A threshold
-is {"min": x} or {"max": y}. The regression check compares the same paths of the
-candidate and the baseline; the direction comes from the threshold (min: higher is
-better, max: lower is better) and `tolerance` is relative (0.05 = 5% worse allowed).
+holds one or more bounds: {"min": x} and {"max": y} are absolute; {"above": "mean_glyph",
+"by": d} asks for more than the same metric of that reference model
+(report["baselines"]["mean_glyph"]) plus d. The regression check compares the same paths
+of the candidate and the latest blessed model (report["baseline"]); the direction comes
+from the threshold (min, above: higher is better; max: lower is better) and `tolerance`
+is relative (0.05 = 5% worse allowed).
 """
 import math
 from typing import Any, Dict, Optional
@@ -20,8 +23,9 @@ from typing import Any, Dict, Optional
 #   real vs real (floor)   -      -     7.7   1.6     0.003   1.00
 DEFAULT_THRESHOLDS = {
     'serving.all_ok': {'min': 1.0},
-    'reconstruction.psnr.mean': {'min': 9.0},
-    'reconstruction.ssim.mean': {'min': 0.25},
+    'reconstruction.psnr.mean': {'above': 'mean_glyph', 'by': 2.0},
+    'reconstruction.ssim.mean': {'above': 'mean_glyph', 'by': 0.4},
+    'identity.top1': {'min': 0.95},
     'samples.swd.mean': {'max': 40.0},
     'samples.fd_pca': {'max': 25.0},
     'samples.ink_w1': {'max': 0.05},
@@ -31,13 +35,31 @@ DEFAULT_REGRESSION_TOLERANCE = 0.05
 
 
 def lookup(report: Dict[str, Any], path: str, model: str = 'candidate') -> Optional[float]:
-  """The value at `path` for `model` ('candidate' or 'baseline'); serving.* is top-level."""
-  node: Any = report if path.startswith('serving.') else report.get(model, {})
-  for key in path.split('.'):
+  """The value at `path` for `model` (a dotted path: 'candidate', 'baseline',
+  'baselines.mean_glyph'); serving.* is top-level."""
+  node: Any = report
+  for key in ([] if path.startswith('serving.') else model.split('.')) + path.split('.'):
     if not isinstance(node, dict) or key not in node:
       return None
     node = node[key]
   return float(node)
+
+
+def _bound_failures(report, path, value, bounds):
+  reasons = []
+  if 'min' in bounds and value < bounds['min']:
+    reasons.append(f'{path} = {value:.4g} is below the threshold {bounds["min"]:g}')
+  if 'max' in bounds and value > bounds['max']:
+    reasons.append(f'{path} = {value:.4g} is above the threshold {bounds["max"]:g}')
+  if 'above' in bounds:
+    reference = lookup(report, path, f'baselines.{bounds["above"]}')
+    by = bounds.get('by', 0.0)
+    if reference is None or not math.isfinite(reference):
+      reasons.append(f'{path}: the {bounds["above"]} baseline could not be measured ({reference})')
+    elif not value > reference + by:
+      reasons.append(f'{path} = {value:.4g} does not beat the {bounds["above"]} baseline '
+                     f'({reference:.4g}) by more than {by:g}')
+  return reasons
 
 
 def judge(report: Dict[str, Any], thresholds: Dict[str, Dict[str, float]], tolerance: float) -> Dict:
@@ -47,10 +69,7 @@ def judge(report: Dict[str, Any], thresholds: Dict[str, Dict[str, float]], toler
     if value is None or not math.isfinite(value):  # NaN would pass every comparison
       reasons.append(f'{path} could not be measured ({value})')
       continue
-    if 'min' in bounds and value < bounds['min']:
-      reasons.append(f'{path} = {value:.4g} is below the threshold {bounds["min"]:g}')
-    if 'max' in bounds and value > bounds['max']:
-      reasons.append(f'{path} = {value:.4g} is above the threshold {bounds["max"]:g}')
+    reasons += _bound_failures(report, path, value, bounds)
   compared = {}
   if 'baseline' in report:
     for path, bounds in thresholds.items():
@@ -59,7 +78,7 @@ def judge(report: Dict[str, Any], thresholds: Dict[str, Dict[str, float]], toler
       new, old = lookup(report, path), lookup(report, path, 'baseline')
       if new is None or old is None or not (math.isfinite(new) and math.isfinite(old)):
         continue
-      higher_is_better = 'min' in bounds
+      higher_is_better = 'max' not in bounds
       worse_by = (old - new) if higher_is_better else (new - old)
       allowed = tolerance * abs(old)
       compared[path] = {'candidate': new, 'baseline': old, 'worse_by': worse_by, 'allowed': allowed}

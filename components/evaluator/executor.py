@@ -20,7 +20,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from cns_vaegan.components import glyph_examples, glyph_figures
-from cns_vaegan.components.evaluator import blessing_rules, quality_metrics
+from cns_vaegan.components.evaluator import baselines, blessing_rules, quality_metrics
 
 EXAMPLES_KEY, MODEL_KEY, BASELINE_MODEL_KEY = 'examples', 'model', 'baseline_model'
 EVALUATION_KEY, BLESSING_KEY = 'evaluation', 'blessing'
@@ -94,19 +94,30 @@ def serving_check(model: ServedGlyphModel, pngs: List[bytes]) -> Dict[str, Any]:
   return {'signatures': results, 'all_ok': float(all(v == 'ok' for v in results.values()))}
 
 
-def measure(model: ServedGlyphModel, real: np.ndarray, space: quality_metrics.PcaSpace,
+def measure(model: ServedGlyphModel, glyphs: baselines.GlyphSets, space: quality_metrics.PcaSpace,
             num_samples: int, seed: int) -> Dict[str, Any]:
-  """Reconstruction of the eval glyphs, and prior samples against them."""
-  per_image = quality_metrics.reconstruction_per_image(real, model.reconstruct_pixels(real))
-  samples = model.sample(num_samples, seed)
+  """Reconstruction of the eval glyphs (quality and identity), and prior samples against them."""
+  real = glyphs.measured
+  reconstructed = model.reconstruct_pixels(real)
   return {
-      'reconstruction': {
-          'mse': quality_metrics.mean_and_worst_decile(per_image['mse'], higher_is_better=False),
-          'psnr': quality_metrics.mean_and_worst_decile(per_image['psnr'], higher_is_better=True),
-          'ssim': quality_metrics.mean_and_worst_decile(per_image['ssim'], higher_is_better=True),
-      },
-      'samples': quality_metrics.sample_quality(samples, real[:num_samples], space, seed),
+      'reconstruction': quality_metrics.reconstruction_summary(real, reconstructed),
+      'identity': glyphs.identity(reconstructed),
+      'samples': quality_metrics.sample_quality(model.sample(num_samples, seed), real[:num_samples],
+                                                space, seed),
   }
+
+
+def read_glyph_sets(examples: types.Artifact, size: int, channels: int, max_examples: int
+                    ) -> baselines.GlyphSets:
+  """Every ingested glyph in [0, 1]: the first `max_examples` eval glyphs are the measured ones."""
+  def split(name):
+    pattern = [os.path.join(artifact_utils.get_split_uri([examples], name), '*')]
+    images = [batch[glyph_examples.IMAGE] for batch in
+              glyph_examples.read_examples(pattern, size, channels).batch(4096).as_numpy_iterator()]
+    return (np.concatenate(images) + 1.0) / 2.0
+  evaluation = split('eval')
+  return baselines.GlyphSets(measured=evaluation[:max_examples], other_eval=evaluation[max_examples:],
+                             train=split('train'))
 
 
 def find_glyphs(patterns: List[str], size: int, channels: int, characters: set) -> Dict[str, np.ndarray]:
@@ -119,14 +130,20 @@ def find_glyphs(patterns: List[str], size: int, channels: int, characters: set) 
   return found
 
 
-def write_figures(model: ServedGlyphModel, real: np.ndarray, examples: types.Artifact, out_dir: str,
-                  tuples: List[List[str]], seed: int) -> Dict[str, str]:
-  """The seed's figures from the candidate: reconstructions, samples, interpolation, arithmetic."""
+def write_figures(model: ServedGlyphModel, glyphs: baselines.GlyphSets, examples: types.Artifact,
+                  out_dir: str, tuples: List[List[str]], seed: int) -> Dict[str, str]:
+  """The seed's figures from the candidate: reconstructions, samples, interpolation, arithmetic;
+  and the candidate's reconstructions beside the PCA baseline's with the model's code size."""
   unit = glyph_figures.from_unit_range
   figures = {}
+  real = glyphs.measured
   shown = real[:32]
-  pairs = np.stack([shown, model.reconstruct_pixels(shown)], 1).reshape((-1,) + shown.shape[1:])
+  reconstructed = model.reconstruct_pixels(shown)
+  pairs = np.stack([shown, reconstructed], 1).reshape((-1,) + shown.shape[1:])
   figures['reconstructions'] = glyph_figures.grid(unit(pairs), columns=16)
+  pca = baselines.reconstructors(glyphs.train, model.z_dim)[f'pca_{model.z_dim}'](shown)
+  rows = [unit(part[i:i + 16]) for i in range(0, len(shown), 16) for part in (shown, reconstructed, pca)]
+  figures[f'reconstructions_vs_pca_{model.z_dim}'] = glyph_figures.panel(rows)
   figures['samples'] = glyph_figures.grid(unit(model.sample(64, seed)), columns=8)
   pngs = [glyph_figures.png_bytes(unit(image)) for image in real[:2]]
   strip = model.call('interpolate', start=np.array(pngs[:1]), end=np.array(pngs[1:2]),
@@ -158,8 +175,8 @@ class Executor(base_executor.BaseExecutor):
          output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
     examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
     model_artifact = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
-    baselines = input_dict.get(BASELINE_MODEL_KEY) or []
-    baseline_artifact: Optional[types.Artifact] = baselines[0] if baselines else None
+    blessed_models = input_dict.get(BASELINE_MODEL_KEY) or []
+    baseline_artifact: Optional[types.Artifact] = blessed_models[0] if blessed_models else None
     evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
     blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
     thresholds = json.loads(exec_properties['thresholds'])
@@ -167,27 +184,28 @@ class Executor(base_executor.BaseExecutor):
     seed, num_samples = int(exec_properties['seed']), int(exec_properties['num_samples'])
 
     model = ServedGlyphModel(path_utils.serving_model_path(model_artifact.uri))
-    eval_patterns = [os.path.join(artifact_utils.get_split_uri([examples], 'eval'), '*')]
-    data = glyph_examples.first_examples(eval_patterns, model.height, model.channels,
-                                         int(exec_properties['max_examples']))
-    real = (data[glyph_examples.IMAGE] + 1.0) / 2.0
+    glyphs = read_glyph_sets(examples, model.height, model.channels,
+                             int(exec_properties['max_examples']))
+    real = glyphs.measured
     num_samples = min(num_samples, len(real))
     space = quality_metrics.PcaSpace(real)
     pngs = [glyph_figures.png_bytes(glyph_figures.from_unit_range(x)) for x in real[:4]]
 
     report = {'num_eval_examples': int(len(real)), 'num_samples': num_samples,
+              'num_identity_references': int(len(glyphs.references)),
               'serving': serving_check(model, pngs)}
     if report['serving']['all_ok']:
-      report['candidate'] = measure(model, real, space, num_samples, seed)
+      report['candidate'] = measure(model, glyphs, space, num_samples, seed)
+    report['baselines'] = baselines.measure(glyphs, model.z_dim)
     report['sanity'] = quality_metrics.sanity_range(real[:2 * num_samples], space, seed)
     if baseline_artifact is not None and baseline_artifact.id != model_artifact.id:
       baseline = ServedGlyphModel(path_utils.serving_model_path(baseline_artifact.uri))
-      report['baseline'] = measure(baseline, real, space, num_samples, seed)
+      report['baseline'] = measure(baseline, glyphs, space, num_samples, seed)
       report['baseline_model'] = baseline_artifact.uri
     decision = blessing_rules.judge(report, thresholds, float(exec_properties['regression_tolerance']))
     report['blessing'] = decision
     if report['serving']['all_ok']:
-      report['figures'] = write_figures(model, real, examples, evaluation.uri, tuples, seed)
+      report['figures'] = write_figures(model, glyphs, examples, evaluation.uri, tuples, seed)
     io_utils.write_string_file(os.path.join(evaluation.uri, METRICS_FILE),
                                json.dumps(report, indent=2, ensure_ascii=False, sort_keys=True))
 

@@ -4,6 +4,10 @@ All images are float arrays in [0, 1], shape (n, h, w, c).
 
 Reconstruction (per image, then mean and worst decile):
   mse, psnr (dB, peak 1.0), ssim (tf.image.ssim, 11x11 Gaussian window).
+Identity (does the reconstruction show the character it was given?):
+  top1, top5 the share of reconstructions whose own glyph is among the 1 (5) glyphs
+             nearest to them, by pixel L2 distance, among all ingested glyphs (train and
+             eval): a space that no model under test shaped, the one a reader sees.
 Sample quality (distribution against the eval glyphs):
   swd        multi-scale sliced Wasserstein distance of 7x7 Laplacian-pyramid patches
              (Karras et al. 2018, "Progressive growing of GANs", §5), ×1e3 as there.
@@ -54,6 +58,35 @@ def mean_and_worst_decile(values: np.ndarray, higher_is_better: bool) -> Dict[st
     ordered = ordered[::-1]
   worst = ordered[-max(1, len(ordered) // 10):]
   return {'mean': float(np.mean(ordered)), 'worst_decile': float(np.mean(worst))}
+
+
+def reconstruction_summary(real: np.ndarray, reconstructed: np.ndarray) -> Dict[str, Dict[str, float]]:
+  """{mse, psnr, ssim: {mean, worst_decile}} of reconstructions against their originals."""
+  per_image = reconstruction_per_image(real, reconstructed)
+  return {'mse': mean_and_worst_decile(per_image['mse'], higher_is_better=False),
+          'psnr': mean_and_worst_decile(per_image['psnr'], higher_is_better=True),
+          'ssim': mean_and_worst_decile(per_image['ssim'], higher_is_better=True)}
+
+
+# ------------------------------------------------------------------------ identity
+def identity(reconstructions: np.ndarray, own: np.ndarray, references: np.ndarray,
+             ranks=(1, 5), batch: int = 256) -> Dict[str, float]:
+  """Share of reconstructions whose own glyph (references[own[i]]) is among their k nearest.
+
+  Pixel L2 over every reference glyph; a tie with the own glyph counts for it (two
+  characters drawn alike are not told apart by any model).
+  """
+  refs = np.asarray(references, np.float64).reshape(len(references), -1)
+  squared = np.sum(refs ** 2, axis=1)
+  rank_of_own = []
+  for start in range(0, len(reconstructions), batch):
+    queries = np.asarray(reconstructions[start:start + batch], np.float64).reshape(-1, refs.shape[1])
+    # |q - r|^2 up to |q|^2, which is the same for every reference of a query.
+    distances = squared[None, :] - 2.0 * queries @ refs.T
+    own_distance = distances[np.arange(len(queries)), own[start:start + batch]]
+    rank_of_own.append(np.sum(distances < own_distance[:, None], axis=1))
+  rank_of_own = np.concatenate(rank_of_own)
+  return {f'top{k}': float(np.mean(rank_of_own < k)) for k in ranks}
 
 
 # ----------------------------------------------------------- sliced Wasserstein (SWD)
@@ -134,12 +167,22 @@ class PcaSpace:
   def __init__(self, reference: np.ndarray, components: int = PCA_COMPONENTS):
     flat = np.asarray(reference, np.float64).reshape(len(reference), -1)
     self.mean = flat.mean(axis=0)
-    _, _, vt = np.linalg.svd(flat - self.mean, full_matrices=False)
+    centred = flat - self.mean
+    # Eigenvectors of the pixel scatter matrix (pixels x pixels), largest first: the same
+    # components as an SVD of the glyphs, several times faster with many more glyphs than pixels.
+    _, vectors = np.linalg.eigh(centred.T @ centred)
     # No more components than half the glyphs, so the covariances stay well estimated.
-    self.basis = vt[:max(1, min(components, len(flat) // 2))].T
+    self.basis = vectors[:, ::-1][:, :max(1, min(components, len(flat) // 2))]
 
   def project(self, images: np.ndarray) -> np.ndarray:
     return (np.asarray(images, np.float64).reshape(len(images), -1) - self.mean) @ self.basis
+
+  def reconstruct(self, images: np.ndarray, components: int = 0) -> np.ndarray:
+    """The images through the top `components` (0: all) and back, clipped to [0, 1]:
+    the best linear autoencoder with that many codes."""
+    basis = self.basis[:, :components] if components else self.basis
+    flat = (np.asarray(images, np.float64).reshape(len(images), -1) - self.mean) @ basis @ basis.T
+    return np.clip(flat + self.mean, 0.0, 1.0).astype(np.float32).reshape(np.shape(images))
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
