@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Tuple
 import yaml
 from absl import logging
 
-from cns_vaegan.pipeline import local_runner, pipeline
+from cns_vaegan.pipeline import configs, local_runner, pipeline
 
 DEFAULT_OUTPUT = 'cns-vaegan.yaml'
 DEFAULT_EXPERIMENT = 'cns-vaegan'
@@ -104,8 +104,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   if args.trainer_gpus < 0:
     raise SystemExit('kubeflow_v2_runner: --trainer-gpus must be 0 or more')
   if not any(flag == '--profile' or flag.startswith('--profile=') for flag in pipeline_flags):
-    # The cluster's Trainer pod, not this machine, decides: the seed's recipe on GPUs.
-    pipeline_flags += ['--profile', 'seed' if args.trainer_gpus else 'cpu']
+    # The cluster's Trainer pod, not this machine, decides.
+    pipeline_flags += ['--profile', configs.DEFAULT_PROFILE['gpu' if args.trainer_gpus else 'cpu']]
   shared = local_runner.parse_args(
       pipeline_flags + ['--data-root', args.data_root, '--serving-base', args.serving_base, '--']
       + beam_args)

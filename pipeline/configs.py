@@ -15,18 +15,27 @@ OUTPUT_DIR = os.path.join(REPO_ROOT, 'outputs')
 
 EVAL_PERCENT = 10
 
-# Two sizings of the same model and recipe. `seed` is the seed's: ch 64 and 100 epochs of
-# the ~18,950-glyph train split at batch 64 (29,600 steps); at ~110 images/s on a 2-core CPU
-# that is ~5 h, so it is the default only where a GPU is visible. `cpu` halves the width
-# (ch 32: ~450 images/s here) and trains 3,000 steps (~10 epochs, ~7 min), so the whole
-# pipeline finishes in about a quarter of an hour with recognisable reconstructions.
-# `--profile` picks one; `--architecture` and `--train-steps` override either.
-# (benchmarks/train_throughput.py prints the figures of your machine.)
+# Profiles: a network, a number of steps and a training recipe (TrainingConfig settings).
+# `seed` is the seed's exact recipe: ch 64, 100 epochs of the ~18,950-glyph train split at
+# batch 64 (29,600 steps), sequential D/G/G/E updates, Dis_l on the discriminator's 4th
+# layer. RECIPE is what the ablation in README ("Choosing the recipe") chose instead: one
+# forward pass per step and Dis_l on the 2nd layer. `gpu` is RECIPE at the seed's size,
+# `cpu` at ch 32 and as many steps as fit a 20-minute `make run` on a 2-core CPU.
+# `--profile` picks one; `--architecture`, `--train-steps` and `--hparam` override it.
+# (benchmarks/train_throughput.py prints the speed of your machine, recipe_ablation.py the
+# quality of each recipe.)
 _TRAINER_DIR = os.path.join(REPO_ROOT, 'components', 'trainer')
+RECIPE = {'update_schedule': 'one_pass', 'dis_l_layer': 2}
 PROFILES = {
-    'seed': {'architecture': os.path.join(_TRAINER_DIR, 'architecture.json'), 'train_steps': 29600},
-    'cpu': {'architecture': os.path.join(_TRAINER_DIR, 'architecture_cpu.json'), 'train_steps': 3000},
+    'seed': {'architecture': os.path.join(_TRAINER_DIR, 'architecture.json'), 'train_steps': 29600,
+             'training': {}},
+    'gpu': {'architecture': os.path.join(_TRAINER_DIR, 'architecture.json'), 'train_steps': 29600,
+            'training': RECIPE},
+    'cpu': {'architecture': os.path.join(_TRAINER_DIR, 'architecture_cpu.json'), 'train_steps': 5800,
+            'training': RECIPE},
 }
+# The profile a run takes when --profile is not given, by whether its Trainer sees a GPU.
+DEFAULT_PROFILE = {'gpu': 'gpu', 'cpu': 'cpu'}
 
 # Beam's DirectRunner with one worker process per core. Runner flags given on the
 # command line come after these, so they win (e.g. --runner=FlinkRunner ...).

@@ -76,7 +76,7 @@ def parse_args(argv: Optional[List[str]] = None):
   args.beam_pipeline_args = configs.DEFAULT_BEAM_PIPELINE_ARGS + beam_args
 
   if args.profile == 'auto':
-    args.profile = 'seed' if _gpu_visible() else 'cpu'
+    args.profile = configs.DEFAULT_PROFILE['gpu' if _gpu_visible() else 'cpu']
   profile = configs.PROFILES[args.profile]
   args.architecture = args.architecture or profile['architecture']
   args.train_steps = args.train_steps or profile['train_steps']
@@ -84,7 +84,7 @@ def parse_args(argv: Optional[List[str]] = None):
   if args.image_size:
     architecture.update(img_h=args.image_size, img_w=args.image_size)
   args.architecture_values = Architecture.from_dict(architecture).to_dict()  # validates
-  training = dict(args.hparam)
+  training = dict(profile['training'], **dict(args.hparam))  # --hparam wins over the profile
   if args.cpu_replicas:
     training['cpu_replicas'] = args.cpu_replicas
   TrainingConfig.from_dict(training)  # fail now, not after ingestion, on a bad setting

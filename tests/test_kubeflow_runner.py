@@ -267,6 +267,6 @@ def test_with_baseline_resolver_the_resolver_tasks_are_flagged_for_open_source_k
 def test_the_trainer_pods_gpus_pick_the_profile_not_the_compiling_machine(tmp_path):
   with_gpus = kubeflow_v2_runner.parse_args(runner_argv(tmp_path, extra=['--trainer-gpus', '2']))
   without = kubeflow_v2_runner.parse_args(runner_argv(tmp_path))
-  assert (with_gpus.profile, without.profile) == ('seed', 'cpu')
+  assert (with_gpus.profile, without.profile) == ('gpu', 'cpu')
   forced = kubeflow_v2_runner.parse_args(runner_argv(tmp_path, extra=['--profile', 'seed']))
   assert forced.profile == 'seed' and forced.train_steps == 4  # --train-steps still wins

@@ -100,10 +100,17 @@ def test_local_pipeline_runs_end_to_end_caches_and_reingests_on_change(glyph_dir
 
 def test_profiles_size_the_default_run_by_the_devices():
   cpu = local_runner.parse_args(['--profile', 'cpu'])
+  gpu = local_runner.parse_args(['--profile', 'gpu'])
   seed = local_runner.parse_args(['--profile', 'seed'])
-  assert (cpu.architecture_values['ch'], cpu.train_steps) == (32, 3000)
-  assert (seed.architecture_values['ch'], seed.train_steps) == (64, 29600)  # the seed's recipe
+  assert (cpu.architecture_values['ch'], cpu.train_steps) == (32, 5800)
+  assert (gpu.architecture_values['ch'], gpu.train_steps) == (64, 29600)
+  assert cpu.training_values == gpu.training_values == {'update_schedule': 'one_pass',
+                                                         'dis_l_layer': 2}
+  # The seed's exact recipe: its network, 100 epochs, every training setting at its default.
+  assert (seed.architecture_values['ch'], seed.train_steps, seed.training_values) == (64, 29600, {})
   import tensorflow as tf
   auto = local_runner.parse_args([])
-  assert auto.profile == ('seed' if tf.config.list_physical_devices('GPU') else 'cpu')
+  assert auto.profile == ('gpu' if tf.config.list_physical_devices('GPU') else 'cpu')
   assert local_runner.parse_args(['--train-steps', '7']).train_steps == 7
+  overridden = local_runner.parse_args(['--hparam', 'dis_l_layer=3', '--hparam', 'gamma=0.2'])
+  assert overridden.training_values == {'update_schedule': 'one_pass', 'dis_l_layer': 3, 'gamma': 0.2}
