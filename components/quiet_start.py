@@ -30,18 +30,29 @@ def stderr_to(fd: int):
     os.close(saved)
 
 
-def import_tensorflow() -> None:
-  """Imports TensorFlow once, its start-up lines held back unless the import fails."""
+@contextlib.contextmanager
+def held_back():
+  """Inside the block, descriptor 2's output is kept in STARTUP_OUTPUT, and printed after all
+  if the block fails (it may say why)."""
   global STARTUP_OUTPUT
+  with tempfile.TemporaryFile('w+', encoding='utf-8', errors='replace') as held:
+    failed = True
+    try:
+      with stderr_to(held.fileno()):
+        yield
+      failed = False
+    finally:
+      held.seek(0)
+      output = held.read()
+      STARTUP_OUTPUT += output
+      if failed:
+        sys.stderr.write(output)
+
+
+def import_tensorflow() -> None:
+  """Imports TensorFlow once, its start-up lines held back."""
   if 'tensorflow' in sys.modules:
     return
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # INFO lines after start-up, which it filters
-  with tempfile.TemporaryFile('w+', encoding='utf-8', errors='replace') as held:
-    try:
-      with stderr_to(held.fileno()):
-        import tensorflow  # pylint: disable=g-import-not-at-top,unused-import,import-outside-toplevel
-    finally:
-      held.seek(0)
-      STARTUP_OUTPUT = held.read()
-      if 'tensorflow' not in sys.modules:  # the import failed: its output explains why
-        sys.stderr.write(STARTUP_OUTPUT)
+  with held_back():
+    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import,import-outside-toplevel
