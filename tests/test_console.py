@@ -8,7 +8,7 @@ import sys
 import pytest
 from absl import logging
 
-from cns_vaegan.pipeline import console
+from cns_vaegan.pipeline import console, run_summary
 
 LIBRARY = '/venv/lib/python3.13/site-packages/tfx/orchestration/portable/launcher.py'
 RUNNER = '/venv/lib/python3.13/site-packages/tfx/orchestration/local/local_dag_runner.py'
@@ -75,3 +75,30 @@ def test_component_lines_follow_the_local_dag_runners_records(capsys):
 @pytest.mark.parametrize('seconds, text', [(0.04, '0.0 s'), (59.9, '59.9 s'), (432.4, '7 min 12 s')])
 def test_durations_read_as_a_person_says_them(seconds, text):
   assert console.duration(seconds) == text
+
+
+def test_the_summary_puts_each_baseline_beside_the_candidate():
+  figures = lambda psnr, ssim, mse: {'reconstruction': {  # noqa: E731
+      'psnr': {'mean': psnr}, 'ssim': {'mean': ssim}, 'mse': {'mean': mse}}}
+  report = {'num_eval_examples': 1964,
+            'candidate': dict(figures(10.27, 0.375, 0.096), identity={'top1': 0.412, 'top5': 0.7},
+                              samples={'swd': {'mean': 16.1}, 'diversity': 0.92}),
+            'baselines': {'mean_glyph': figures(8.1, 0.2, 0.15),
+                          'pca_100': dict(figures(11.5, 0.41, 0.07), identity={'top1': 0.3, 'top5': 0.6})}}
+  table = run_summary.metrics_table(report)
+  assert table[0].split() == ['on', '1964', 'eval', 'glyphs', 'candidate', 'mean_glyph', 'pca_100']
+  rows = {line[:20].strip(): line[20:].split() for line in table[1:]}
+  assert rows['PSNR dB'] == ['10.27', '8.10', '11.50'] and rows['SSIM'] == ['0.375', '0.200', '0.410']
+  assert rows['identity top-1'] == ['41.2%', '–', '30.0%']
+  assert rows['samples SWD ×1e3'] == ['16.1', '–', '–']
+  # Without baselines (or with the last blessed model only) the table still reads.
+  alone = run_summary.metrics_table({'candidate': report['candidate'], 'baseline': report['candidate']})
+  assert alone[0].split()[-3:] == ['candidate', 'last', 'blessed'] and len(alone) == 1 + 7
+
+
+def test_the_cli_starts_without_tensorflows_start_up_lines():
+  env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+  cli = subprocess.run([sys.executable, '-m', 'cns_vaegan.serving.cli', '--server', '127.0.0.1:1',
+                        '--timeout', '1', 'status'], capture_output=True, text=True, env=env, timeout=120)
+  assert cli.returncode == 1 and cli.stdout == ''
+  assert len(cli.stderr.splitlines()) == 1 and cli.stderr.startswith('cli: '), cli.stderr  # only its error
