@@ -46,30 +46,29 @@ def log_to_file(path: str, verbose: bool = False):
   """Inside the block, the log goes to `path` and the terminal shows what the module says."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   root = logging.getLogger()
-  saved_handlers, saved_level, saved_stderr = root.handlers[:], root.level, sys.stderr
   with open(path, 'a', encoding='utf-8', buffering=1) as log_file, contextlib.ExitStack() as stack:
     log_file.write(quiet_start.STARTUP_OUTPUT)
+    if not verbose:
+      # A stream on the terminal's stderr, then descriptor 2 to the log file (O_APPEND, so
+      # this process and its children add whole lines).
+      terminal_stream = stack.enter_context(os.fdopen(os.dup(2), 'w', buffering=1, encoding='utf-8',
+                                                      errors='replace'))
+      stack.enter_context(quiet_start.stderr_to(log_file.fileno()))
+      stack.callback(setattr, sys, 'stderr', sys.stderr)
+      sys.stderr = terminal_stream
     to_file = logging.StreamHandler(log_file)
     to_file.setFormatter(logging.Formatter(LOG_FORMAT))
-    if verbose:
-      terminal = TerminalHandler(sys.stderr)
-    else:
-      # A stream on the terminal's stderr before descriptor 2 moves to the log file.
-      sys.stderr = stack.enter_context(os.fdopen(os.dup(2), 'w', buffering=1, encoding='utf-8',
-                                                 errors='replace'))
-      stack.enter_context(quiet_start.stderr_to(log_file.fileno()))
-      terminal = TerminalHandler(sys.stderr)
-      terminal.addFilter(TerminalFilter())
+    terminal = TerminalHandler(sys.stderr)
     terminal.setFormatter(logging.Formatter('%(levelname)s %(filename)s:%(lineno)d] %(message)s'))
+    if not verbose:
+      terminal.addFilter(TerminalFilter())
+    stack.callback(setattr, root, 'handlers', root.handlers[:])
+    stack.callback(root.setLevel, root.level)
+    stack.callback(logging.captureWarnings, False)
     root.handlers = [to_file, terminal]
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
-    try:
-      yield
-    finally:
-      logging.captureWarnings(False)
-      root.handlers, sys.stderr = saved_handlers, saved_stderr
-      root.setLevel(saved_level)
+    yield
 
 
 @contextlib.contextmanager
