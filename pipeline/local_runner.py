@@ -4,24 +4,32 @@
     python -m cns_vaegan.pipeline.local_runner --data-root ~/my_pngs --train-steps 30000
     python -m cns_vaegan.pipeline.local_runner --hparam gamma=0.01 --hparam latent_tanh=false
     python -m cns_vaegan.pipeline.local_runner -- --runner=FlinkRunner --flink_master=host:8081
+    python -m cns_vaegan.pipeline.local_runner --schema reviewed/schema.pbtxt --verbose
 
 Arguments after `--` go to Apache Beam unchanged (DirectRunner in multi-processing
 mode unless they say otherwise). ML Metadata lives in SQLite under --output-dir, so a
-second run with nothing changed reuses every cached result.
+second run with nothing changed reuses every cached result. The terminal shows a line
+per component, the training progress bar and a closing summary; the full log goes to
+<output-dir>/logs/ (pipeline/console.py), and --verbose shows it on the terminal too.
 """
 import argparse
+import datetime
+import hashlib
 import json
 import os
 import sys
 from typing import List, Optional
 
 from absl import logging
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
 
+from cns_vaegan.components import quiet_start
 from cns_vaegan.components.trainer import training as trainer_training
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
 from cns_vaegan.data import arithmetic_tuples, render_glyphs
-from cns_vaegan.pipeline import configs, pipeline
+from cns_vaegan.pipeline import configs, console, pipeline, run_summary
 
 
 def _hparam(text: str):
@@ -71,7 +79,13 @@ def parse_args(argv: Optional[List[str]] = None):
                       '({"reconstruction.ssim.mean": {"min": 0.2}, ...}; see README)')
   parser.add_argument('--eval-examples', type=int, default=2048,
                       help='eval glyphs (and prior samples) the evaluator measures')
+  parser.add_argument('--schema', help='a reviewed schema.pbtxt to validate the data against '
+                      '(ImportSchemaGen), instead of the one SchemaGen infers')
+  parser.add_argument('--checkpoint-dir', help='where the Trainer keeps its checkpoints (default: '
+                      '<pipeline root>/Trainer/model_run/checkpoints/<hash of inputs and settings>)')
   parser.add_argument('--no-cache', action='store_true', help='re-run every component')
+  parser.add_argument('--verbose', action='store_true',
+                      help='show the full log on the terminal too (it always goes to <output-dir>/logs/)')
   args = parser.parse_args(argv)
   args.beam_pipeline_args = configs.DEFAULT_BEAM_PIPELINE_ARGS + beam_args
 
@@ -96,12 +110,38 @@ def parse_args(argv: Optional[List[str]] = None):
     with open(args.thresholds, encoding='utf-8') as f:
       args.evaluation_values['thresholds'] = json.load(f)
   args.serving_base = args.serving_base or os.path.join(args.output_dir, 'serving')
+  if args.schema and '://' not in args.schema:
+    read_schema(args.schema)  # fail now on a missing or malformed file
   return args
+
+
+def read_schema(path: str) -> bytes:
+  """The file's bytes, once they parse as a TensorFlow Metadata Schema in text format."""
+  try:
+    with open(path, 'rb') as f:
+      content = f.read()
+    text_format.Parse(content.decode('utf-8'), schema_pb2.Schema())
+  except (OSError, UnicodeDecodeError, text_format.ParseError) as error:
+    raise SystemExit(f'local_runner: --schema {path}: not a readable schema.pbtxt: {error}') from None
+  return content
+
+
+def pinned_schema_copy(path: str, output_dir: str) -> str:
+  """A copy of the reviewed schema named by its content. TFX keys ImportSchemaGen's cache on
+  the path it is given, so an edited file at the same path would otherwise be a cache hit."""
+  content = read_schema(path)
+  copy = os.path.join(output_dir, 'schemas', hashlib.sha256(content).hexdigest()[:16] + '.pbtxt')
+  if not os.path.exists(copy):
+    os.makedirs(os.path.dirname(copy), exist_ok=True)
+    with open(copy, 'wb') as f:
+      f.write(content)
+  return copy
 
 
 def _gpu_visible() -> bool:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return bool(tf.config.list_physical_devices('GPU'))
+  with quiet_start.held_back():  # CUDA's start-up lines ("failed call to cuInit" without a GPU)
+    return bool(tf.config.list_physical_devices('GPU'))
 
 
 def ensure_builtin_dataset(data_root: str = configs.BUILTIN_DATA_ROOT) -> str:
@@ -119,6 +159,8 @@ def pipeline_kwargs(args) -> dict:
       pipeline_name=args.pipeline_name,
       data_root=args.data_root,
       input_pattern=args.input_pattern,
+      schema_file=args.schema,
+      checkpoint_dir=args.checkpoint_dir,
       architecture=args.architecture_values,
       training=args.training_values,
       train_steps=args.train_steps,
@@ -130,25 +172,53 @@ def pipeline_kwargs(args) -> dict:
   )
 
 
-def run(args) -> None:
+def log_path(args) -> str:
+  """This run's log file: <output-dir>/logs/<pipeline>-<local time>.log."""
+  now = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+  return os.path.join(args.output_dir, 'logs', f'{args.pipeline_name}-{now}.log')
+
+
+def run(args, log_file: str) -> List[str]:
+  """Runs the pipeline, a line per component as it starts and ends; returns the summary."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   args.data_root = args.data_root or ensure_builtin_dataset()
   if '://' not in args.data_root and not os.path.isdir(args.data_root):
     raise SystemExit(f'local_runner: --data-root {args.data_root} is not a folder')
+  kwargs = pipeline_kwargs(args)
+  if args.schema and '://' not in args.schema:
+    kwargs['schema_file'] = pinned_schema_copy(args.schema, args.output_dir)
   # Every component runs in this process: split the CPU before any of them touches TF.
   trainer_training.configure_devices(args.training_values.get('cpu_replicas', 0))
-  tfx.orchestration.LocalDagRunner().run(pipeline.create_pipeline(
-      **pipeline_kwargs(args),
-      pipeline_root=configs.pipeline_root(args.output_dir, args.pipeline_name),
-      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          configs.metadata_path(args.output_dir, args.pipeline_name))))
+  connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+      configs.metadata_path(args.output_dir, args.pipeline_name))
+  pipeline_root = configs.pipeline_root(args.output_dir, args.pipeline_name)
+  tfx_pipeline = pipeline.create_pipeline(
+      **kwargs, pipeline_root=pipeline_root, metadata_connection_config=connection)
+  record = run_summary.RunRecord(connection, args.pipeline_name)
+  lines = console.ComponentLines([node.id for node in tfx_pipeline.components], record.outcome)
+  with console.handler(lines):
+    try:
+      tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
+    except BaseException:
+      lines.failed()
+      raise
+  return run_summary.summary(record, pipeline_root, args.serving_base, args.model_name, log_file,
+                             args.schema)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
   logging.set_verbosity(logging.INFO)
   args = parse_args(argv)
-  logging.info('Profile %s: %s, %d training steps', args.profile, args.architecture, args.train_steps)
-  run(args)
+  log_file = log_path(args)
+  try:
+    with console.log_to_file(log_file, args.verbose):
+      logging.info('Profile %s: %s, %d training steps', args.profile, args.architecture, args.train_steps)
+      summary = run(args, log_file)
+      logging.info('Summary:\n%s', '\n'.join(summary))
+  except BaseException:
+    print(f'The run failed; its full log: {log_file}', file=sys.stderr)
+    raise
+  print('\n'.join(summary))
 
 
 if __name__ == '__main__':

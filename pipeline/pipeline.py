@@ -1,5 +1,6 @@
-"""The cns-vaegan TFX pipeline: PNG glyphs -> Examples -> statistics -> schema -> Trainer
--> GlyphEvaluator (against the latest blessed model) -> Pusher (only if blessed).
+"""The cns-vaegan TFX pipeline: PNG glyphs -> Examples -> statistics -> schema (inferred, or
+a reviewed one pinned) -> ExampleValidator -> Trainer -> GlyphEvaluator (against the latest
+blessed model) -> Pusher (only if blessed).
 
 One function builds the pipeline from plain arguments, so every runner (local,
 Kubeflow) shares the same definition and differs only in how it runs it.
@@ -43,6 +44,8 @@ def create_pipeline(
     eval_percent: int,
     serving_model_dir: str,
     input_pattern: str = '*',
+    schema_file: Optional[str] = None,
+    checkpoint_dir: Optional[str] = None,
     evaluation: Optional[Dict[str, Any]] = None,
     beam_pipeline_args: Optional[List[str]] = None,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
@@ -54,6 +57,14 @@ def create_pipeline(
 
   `architecture` is the network JSON (components/trainer/architecture.json); images are
   ingested at its size and channels. `training` overrides TrainingConfig defaults.
+  `schema_file` pins a reviewed schema (a schema.pbtxt) with ImportSchemaGen instead of
+  inferring one with SchemaGen. ExampleValidator checks the statistics of every split
+  against the schema and writes ExampleAnomalies before the Trainer starts; anomalies
+  do not stop the run (the Trainer does not read them, as in TFX's own pipelines): the
+  runner's summary reports them, and the Evaluator's blessing stays the gate for what
+  is served.
+  `checkpoint_dir` is where the Trainer keeps its checkpoints (default: a folder beside
+  its model_run named by a hash of inputs and settings; components/trainer/run_fn.py).
   `evaluation` holds GlyphEvaluator arguments (thresholds, regression_tolerance,
   max_examples, num_samples, arithmetic_tuples). Blessed models are pushed to
   `serving_model_dir/<unix time>/`, the layout TensorFlow Serving reads as versions.
@@ -71,15 +82,24 @@ def create_pipeline(
       image_channels=architecture['img_c'], eval_percent=eval_percent,
       input_pattern=input_pattern)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
-  schema_gen = tfx.components.SchemaGen(
-      statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)
+  if schema_file:
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
+  else:
+    schema_gen = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
+  custom_config = {'architecture': architecture, 'training': training}
+  if checkpoint_dir:
+    custom_config['checkpoint_dir'] = checkpoint_dir
   trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
       examples=example_gen.outputs['examples'],
       schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(num_steps=train_steps),
       eval_args=tfx.proto.EvalArgs(num_steps=0),
-      custom_config={'architecture': architecture, 'training': training})
+      custom_config=custom_config)
+  trainer.add_upstream_node(example_validator)  # validated before the long part, in every runner
   if trainer_gpus > 0:
     trainer.with_platform_config(gpu_resources(trainer_gpus))
 
@@ -103,8 +123,8 @@ def create_pipeline(
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
-      components=[c for c in (example_gen, statistics_gen, schema_gen, trainer, model_resolver,
-                              evaluator, pusher) if c is not None],
+      components=[c for c in (example_gen, statistics_gen, schema_gen, example_validator, trainer,
+                              model_resolver, evaluator, pusher) if c is not None],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args,

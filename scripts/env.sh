@@ -58,7 +58,7 @@ setup_venv() {
     rm -rf "$venv"
     python3 -m venv "$venv" || die "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"
     "$venv/bin/pip" install -q --upgrade pip
-    "$venv/bin/pip" install -r "$LOCK" || die "pip install -r requirements.lock failed (see above)"
+    "$venv/bin/pip" install -q -r "$LOCK" || die "pip install -r requirements.lock failed (see above)"
     echo "$key" > "$venv/.cns-key"
   fi
   install_project "$venv/bin/pip" "$venv"
@@ -131,7 +131,7 @@ build_rootfs() {  # $1: target dir; $2: pip arguments (requirement set)
   log "installing Python packages into the root filesystem (~3 min, ~3.5 GB)"
   enter "$tmp" /usr/bin/python3 -m venv /venv || die "python3 -m venv failed inside the root filesystem"
   enter "$tmp" /venv/bin/pip install -q --upgrade pip || die "pip upgrade failed"
-  enter "$tmp" /venv/bin/pip install "$@" \
+  enter "$tmp" /venv/bin/pip install -q "$@" \
     || die "pip install failed inside the root filesystem (network or CA certificates? see above)"
   mv "$tmp" "$target"
 }

@@ -150,6 +150,21 @@ def test_dag_matches_the_local_pipeline_component_graph(compiled):
   actual = {name: _upstream_tasks(task) for name, task in spec.root.dag.tasks.items()}
   assert actual == _expected_tasks(tfx_pipeline)
   assert set(spec.components) == set(actual)
+  # Data validated in the cluster too, before the Trainer starts.
+  assert actual['ExampleValidator'] == {'StatisticsGen', 'SchemaGen'}
+  assert 'ExampleValidator' in actual['Trainer']
+
+
+def test_a_pinned_schema_compiles_to_import_schema_gen(tmp_path):
+  args = kubeflow_v2_runner.parse_args(
+      runner_argv(tmp_path, extra=['--schema', 'gs://bucket/reviewed/schema.pbtxt']))
+  spec = json_format.ParseDict(kubeflow_v2_runner.compile_pipeline(args), pipeline_spec_pb2.PipelineSpec())
+  tasks = spec.root.dag.tasks
+  assert 'SchemaGen' not in tasks
+  assert _upstream_tasks(tasks['ExampleValidator']) == {'StatisticsGen', 'ImportSchemaGen'}
+  assert 'ImportSchemaGen' in _upstream_tasks(tasks['Trainer'])
+  schema_file = tasks['ImportSchemaGen'].inputs.parameters['schema_file'].runtime_value.constant
+  assert json_format.MessageToDict(schema_file) == 'gs://bucket/reviewed/schema.pbtxt'
 
 
 def test_gpus_are_requested_for_the_trainer_only(compiled, tmp_path):

@@ -1,24 +1,32 @@
 """End to end: the whole local pipeline through LocalDagRunner on a few dozen glyphs.
 
-PngExampleGen -> StatisticsGen -> SchemaGen -> Trainer -> GlyphEvaluator -> Pusher, with
-the latest blessed model as the Evaluator's baseline, and the model server over the push.
+PngExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Trainer ->
+GlyphEvaluator -> Pusher, with the latest blessed model as the Evaluator's baseline, the
+model server over the push, TensorBoard over the Trainer's logs, and what the terminal
+shows a person (the rest in the log file).
 """
 import json
 import os
 import shutil
 
+import pytest
+
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.orchestration import metadata
 
-from cns_vaegan.pipeline import configs, local_runner
+from cns_vaegan.components.trainer import run_fn
+from cns_vaegan.pipeline import configs, local_runner, pipeline
 from cns_vaegan.serving import servables
 from cns_vaegan.serving.client import GlyphClient
 from cns_vaegan.serving.model_server import ModelServer
 from conftest import TINY_ARCHITECTURE
+from tensorboard_checks import projector_embedding
 
-EXPENSIVE = ['PngExampleGen', 'StatisticsGen', 'SchemaGen', 'Trainer']
+EXPENSIVE = ['PngExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Trainer']
 JUDGING = ['GlyphEvaluator', 'Pusher']
+MAX_TERMINAL_LINES = 60  # issue 12: a fresh `make run` prints at most 60 lines
 
 
 def _executions(output_dir):
@@ -38,7 +46,26 @@ def _only_run(folder):
   return os.path.join(folder, run)
 
 
-def test_local_pipeline_runs_end_to_end_caches_and_reingests_on_change(glyph_dir, tmp_path):
+def _terminal(capfd):
+  """(the lines the run left on the terminal, the log file the summary names).
+
+  The summary is the last thing on stdout; stderr has the progress bar (its redraws,
+  after a carriage return, overwrite one line) and warnings, all printed before it."""
+  out, err = capfd.readouterr()
+  lines = [line.split('\r')[-1] for line in (out + err).split('\n')]
+  lines = [line for line in lines if line.strip()]
+  last = out.rstrip('\n').split('\n')[-1]
+  assert last.startswith('full log: '), out + err
+  return lines, last[len('full log: '):]
+
+
+def _component_lines(lines, node, outcome):
+  """The node's two lines: as it starts, and as it ends with `outcome`."""
+  mine = [line for line in lines if line.split()[1:2] == [node]]
+  assert len(mine) == 2 and mine[0].endswith('running') and outcome in mine[1], (node, lines)
+
+
+def test_local_pipeline_runs_end_to_end_caches_and_reingests_on_change(glyph_dir, tmp_path, capfd):
   data = tmp_path / 'png'
   shutil.copytree(glyph_dir, data)
   (data / 'README.txt').write_text('not a glyph')
@@ -57,7 +84,32 @@ def test_local_pipeline_runs_end_to_end_caches_and_reingests_on_change(glyph_dir
   first = _executions(output)
   assert all(first[c] == ['COMPLETE'] for c in EXPENSIVE + JUDGING), first
 
+  # The terminal: a line as each component starts and ends, then the summary; the log
+  # file has the rest (TFX's launcher dumps, Beam, TensorFlow's C++ lines).
+  lines, log_file = _terminal(capfd)
+  terminal = '\n'.join(lines)
+  assert len(lines) <= MAX_TERMINAL_LINES, terminal
+  for node in EXPENSIVE + JUDGING:
+    _component_lines(lines, node, 'done in')
+  with open(log_file, encoding='utf-8') as f:
+    log = f.read()
+  assert 'Running launcher for' in log and 'Running launcher for' not in terminal
+  assert 'oneDNN' not in terminal and 'WARNING:absl' not in terminal
   root = configs.pipeline_root(output)
+  [version] = os.listdir(os.path.join(serving, configs.MODEL_NAME))
+  summary = terminal[terminal.index('cns-vaegan: model BLESSED'):]
+  assert f'pushed to {serving}/{configs.MODEL_NAME}/{version}' in summary
+  assert 'data validation: no anomalies against the inferred schema' in summary
+  for figure in ('PSNR dB', 'SSIM', 'MSE', 'candidate'):
+    assert figure in summary
+  assert 'make serve' in summary and 'cns_vaegan.serving.cli arith' in summary
+  model_run = os.path.join(root, 'Trainer', 'model_run')
+  assert f'tensorboard --logdir {model_run}' in summary
+  # ... and that logdir shows the run's embedding in TensorBoard's Projector tab.
+  [run] = [name for name in os.listdir(model_run) if name != 'checkpoints']
+  embedding = projector_embedding(model_run, run)['values']  # up to 4 eval glyphs (projector_samples)
+  assert 0 < len(embedding) <= 4 and embedding.shape[1] == TINY_ARCHITECTURE['z_dim']
+
   examples = _only_run(os.path.join(root, 'PngExampleGen', 'examples'))
   report = json.load(open(os.path.join(examples, 'ingestion_report.json')))
   assert report['num_bad_files'] == 1 and report['bad_files'][0]['file'].endswith('README.txt')
@@ -68,7 +120,6 @@ def test_local_pipeline_runs_end_to_end_caches_and_reingests_on_change(glyph_dir
   assert metrics['blessing']['blessed'] and 'baseline' not in metrics  # the first has none
   assert os.path.exists(os.path.join(evaluation, 'arithmetic_酪-鉻+鉸.png'))
   # Pushed as TF Serving expects: <base>/<model name>/<numeric version>/saved_model.pb
-  [version] = os.listdir(os.path.join(serving, configs.MODEL_NAME))
   assert servables.available_versions(os.path.join(serving, configs.MODEL_NAME)) == {
       int(version): os.path.join(serving, configs.MODEL_NAME, version)}
   # ... and the model server serves what the pipeline pushed.
@@ -84,18 +135,44 @@ def test_local_pipeline_runs_end_to_end_caches_and_reingests_on_change(glyph_dir
   # Nothing changed: ingestion, statistics, schema and training are reused. The Evaluator
   # runs again because its baseline is now the first run's blessed model (as in TFX's own
   # e2e tests), and a third run finds even that in the cache.
+  capfd.readouterr()
   local_runner.main(args)
   second = _executions(output)
   assert all(second[c] == ['COMPLETE', 'CACHED'] for c in EXPENSIVE), second
   assert all(second[c] == ['COMPLETE', 'COMPLETE'] for c in JUDGING), second
-  local_runner.main(args)
+  lines, _ = _terminal(capfd)
+  for node in EXPENSIVE:
+    _component_lines(lines, node, 'cached')
+  local_runner.main(args + ['--verbose'])  # the INFO log on the terminal too
   third = _executions(output)
   assert all(third[c][-1] == 'CACHED' for c in EXPENSIVE + JUDGING), third
+  lines, log_file = _terminal(capfd)
+  assert 'Component Trainer is running.' in '\n'.join(lines) and os.path.getsize(log_file)
 
-  shutil.copy(data / 'U20320.png', data / 'U+4F60.png')  # a new file: ingest again
-  local_runner.main(args)
+  # A new file (ingest again), validated against a reviewed schema that says glyphs are
+  # 32 x 32: ExampleValidator reports the 16 px images, and the run goes on.
+  shutil.copy(data / 'U20320.png', data / 'U+4F60.png')
+  reviewed = tmp_path / 'reviewed_schema.pbtxt'
+  reviewed.write_text(schema.replace('dim {\n      size: 256\n    }', 'dim {\n      size: 1024\n    }'))
+  checkpoints = tmp_path / 'checkpoints'
+  local_runner.main(args + ['--schema', str(reviewed), '--checkpoint-dir', str(checkpoints)])
   fourth = _executions(output)
   assert fourth['PngExampleGen'][-1] == 'COMPLETE' and fourth['Trainer'][-1] == 'COMPLETE', fourth
+  assert fourth['ImportSchemaGen'] == ['COMPLETE'] and fourth['ExampleValidator'][-1] == 'COMPLETE'
+  lines, _ = _terminal(capfd)
+  terminal = '\n'.join(lines)
+  position = {tuple(line.split()[1:3]): i for i, line in enumerate(lines)}
+  assert position['ExampleValidator', 'done'] < position['Trainer', 'running'], terminal  # validated first
+  assert f'data validation: ANOMALIES against the pinned schema {reviewed}' in terminal
+  assert any(line.strip().startswith(('train: image:', 'eval: image:')) for line in lines), terminal
+  assert 'model BLESSED' in terminal  # anomalies do not stop the run
+  assert tf_checkpoint_step(checkpoints) == 4  # --checkpoint-dir reached run_fn
+
+
+def tf_checkpoint_step(folder):
+  import tensorflow as tf
+  latest = tf.train.latest_checkpoint(str(folder))
+  return int(latest.rsplit('-', 1)[1]) if latest else None
 
 
 def test_profiles_size_the_default_run_by_the_devices():
@@ -114,3 +191,33 @@ def test_profiles_size_the_default_run_by_the_devices():
   assert local_runner.parse_args(['--train-steps', '7']).train_steps == 7
   overridden = local_runner.parse_args(['--hparam', 'dis_l_layer=3', '--hparam', 'gamma=0.2'])
   assert overridden.training_values == {'update_schedule': 'one_pass', 'dis_l_layer': 3, 'gamma': 0.2}
+
+
+def _components(argv, tmp_path):
+  """{component id: component} of the pipeline the local runner would run with `argv`."""
+  args = local_runner.parse_args(argv + ['--data-root', str(tmp_path), '--profile', 'cpu'])
+  built = pipeline.create_pipeline(**local_runner.pipeline_kwargs(args),
+                                   pipeline_root=str(tmp_path / 'root'))
+  return {component.id: component for component in built.components}
+
+
+def test_checkpoint_dir_flag_reaches_run_fn_and_schema_flag_pins_a_schema(tmp_path):
+  default = _components([], tmp_path)
+  assert {'SchemaGen', 'ExampleValidator'} <= set(default) and 'ImportSchemaGen' not in default
+  assert 'checkpoint_dir' not in json.loads(default['Trainer'].exec_properties['custom_config'])
+
+  schema = tmp_path / 'schema.pbtxt'
+  schema.write_text('feature {\n  name: "image"\n  type: FLOAT\n}\n')
+  pinned = _components(['--checkpoint-dir', 'gs://bucket/checkpoints', '--schema', str(schema)],
+                       tmp_path)
+  custom_config = json.loads(pinned['Trainer'].exec_properties['custom_config'])
+  fn_args = FnArgs(custom_config=custom_config, train_files=[], eval_files=[], train_steps=1,
+                   model_run_dir=str(tmp_path / 'model_run' / '7'))
+  assert run_fn.checkpoint_dir_for(fn_args, custom_config) == 'gs://bucket/checkpoints'
+  assert 'SchemaGen' not in pinned
+  assert pinned['ImportSchemaGen'].exec_properties['schema_file'] == str(schema)
+  assert pinned['ExampleValidator'].inputs['schema'].producer_component_id == 'ImportSchemaGen'
+
+  schema.write_text('feature { name: ')  # not a schema: refused before anything runs
+  with pytest.raises(SystemExit, match=f'--schema {schema}: not a readable schema.pbtxt'):
+    local_runner.parse_args(['--schema', str(schema)])

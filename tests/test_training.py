@@ -14,6 +14,7 @@ import tensorflow as tf
 from cns_vaegan.components.evaluator import quality_metrics
 from cns_vaegan.components.trainer import training
 from conftest import TINY_ARCHITECTURE
+from tensorboard_checks import projector_embedding
 
 TRAIN_SCRIPT = '''
 import json, sys
@@ -80,6 +81,8 @@ def test_summaries_cover_every_loss_term_images_and_the_projector(glyph_tfrecord
   output, _ = process.communicate(timeout=600)
   assert process.returncode == 0, output
   assert 'on 2 replica(s)' in output and 'images/s' in output
+  # The progress bar's last state: every step, images/s and each network's loss.
+  assert 'Training: 100%' in output and '10/10' in output and 'enc=' in output and 'dis=' in output
   tags = summary_tags(tmp_path / 'logs')
   for term in ('kl', 'dis_l', 'decoder_gan', 'discriminator_loss', 'encoder_loss', 'decoder_loss',
                'd_real', 'd_fake'):
@@ -89,11 +92,12 @@ def test_summaries_cover_every_loss_term_images_and_the_projector(glyph_tfrecord
     assert name in tags, sorted(tags)
   for name in ('reconstructions', 'samples', 'interpolation'):
     assert tags.get(name) == 'images', sorted(tags)
-  projector = tmp_path / 'logs' / 'projector'
-  metadata = (projector / 'metadata.tsv').read_text(encoding='utf-8').splitlines()
-  assert metadata[0] == 'character\tcode_point' and len(metadata) == 13
-  assert (projector / 'sprite.png').exists()
-  assert 'sprite.png' in (projector / 'projector_config.pbtxt').read_text()
+  # `tensorboard --logdir <the folder above the run>` shows the run in its Projector tab.
+  embedding = projector_embedding(str(tmp_path), 'logs')
+  assert embedding['values'].shape == (12, TINY_ARCHITECTURE['z_dim'])
+  assert np.all(np.isfinite(embedding['values'])) and np.ptp(embedding['values'], axis=0).max() > 0
+  assert embedding['metadata'][0] == 'character\tcode_point' and len(embedding['metadata']) == 13
+  assert embedding['sprite'].startswith(b'\x89PNG')
   quality = json.loads((tmp_path / 'logs' / 'reconstruction_quality.json').read_text())
   assert (quality['before']['step'], quality['after']['step']) == (0, 10)
   assert 0 <= quality['after']['ssim'] <= 1 and quality['after']['mse'] > 0

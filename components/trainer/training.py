@@ -4,16 +4,19 @@ Resumable: a CheckpointManager saves every `checkpoint_every_steps` into a direc
 that outlives the run, and a restarted run restores the latest checkpoint and goes on
 from its step. Observable: TensorBoard scalars (every loss term, D(x), D(x~), learning
 rates, images/s, sample diversity), image grids (reconstructions, prior samples, an
-interpolation strip, as the seed's figures), and the latent projector at the end.
+interpolation strip, as the seed's figures), the latent projector at the end, and a
+progress bar on stderr (step, ETA, images/s, each network's loss).
 """
 import json
 import os
+import sys
 import time
 from typing import List, Optional
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from tqdm import tqdm
 
 from cns_vaegan.components import glyph_examples, glyph_figures
 from cns_vaegan.components.evaluator import quality_metrics
@@ -60,15 +63,26 @@ def interpolation_strip(model: VAEGAN, first, second, steps: int = 8) -> np.ndar
 
 
 class _Progress:
-  """Images/s over the last logging interval."""
+  """The progress bar, and images/s over the last logging interval."""
 
-  def __init__(self, step: int):
+  # The bar's losses: each network's own.
+  LOSSES = {'enc': 'encoder_loss', 'dec': 'decoder_loss', 'dis': 'discriminator_loss'}
+
+  def __init__(self, step: int, num_steps: int):
     self.step, self.time = step, time.perf_counter()
+    # A terminal redraws it every second; a log file (a pod's) gets it every 30 s.
+    self.bar = tqdm(total=num_steps, initial=step, desc='Training', unit='step', dynamic_ncols=True,
+                    mininterval=1.0 if sys.stderr.isatty() else 30.0)
 
-  def rate(self, step: int, batch_size: int) -> float:
+  def advance(self, step: int) -> None:
+    self.bar.update(step - self.bar.n)
+
+  def rate(self, step: int, batch_size: int, metrics) -> float:
     now = time.perf_counter()
     rate = (step - self.step) * batch_size / max(now - self.time, 1e-9)
     self.step, self.time = step, now
+    losses = ' '.join(f'{short}={float(metrics[name]):.3f}' for short, name in self.LOSSES.items())
+    self.bar.set_postfix_str(f'{rate:.0f} images/s {losses}', refresh=False)
     return rate
 
 
@@ -112,31 +126,41 @@ def reconstruction_quality(model: VAEGAN, real, log_dir: str, step: int) -> dict
 
 
 def write_projector(model: VAEGAN, eval_patterns: List[str], arch: Architecture, log_dir: str,
-                    n: int) -> None:
-  """The seed's embedding viewer: encoder means of eval glyphs, with sprite and characters."""
+                    n: int) -> str:
+  """The seed's embedding viewer: encoder means of eval glyphs, with sprite and characters.
+
+  Written where TensorBoard's projector looks for a run's embeddings, its plugin-asset
+  folder <run>/plugins/org_tensorflow_tensorboard_projector/, so `tensorboard --logdir`
+  on the folder above the run lists the run. The means are a TSV file beside the config
+  (tensor_path), so the folder is self-contained and can be copied. Returns the folder.
+  """
   from tensorboard.plugins import projector  # pylint: disable=g-import-not-at-top
+  from tensorboard.plugins.projector import metadata as projector_metadata  # pylint: disable=g-import-not-at-top
   examples = glyph_examples.first_examples(eval_patterns, arch.img_h, arch.img_c, n)
   images = examples['image']
   _, mean, _ = model.encode(images)
-  folder = os.path.join(log_dir, 'projector')
+  folder = os.path.join(log_dir, projector_metadata.PLUGINS_DIR, projector_metadata.PLUGIN_ASSETS_NAME)
   tf.io.gfile.makedirs(folder)
   with tf.io.gfile.GFile(os.path.join(folder, 'metadata.tsv'), 'w') as f:
     f.write('character\tcode_point\n')
     for character, code_point in zip(examples['character'], examples['code_point']):
       f.write(f'{character.decode("utf-8")}\tU+{code_point:04X}\n')
+  with tf.io.gfile.GFile(os.path.join(folder, 'latent_means.tsv'), 'w') as f:
+    f.write(''.join('\t'.join(f'{v:.6g}' for v in row) + '\n' for row in np.asarray(mean, np.float32)))
   columns = int(np.ceil(np.sqrt(len(images))))
   sprite = glyph_figures.grid(glyph_figures.from_model_range(images), columns=columns, padding=0)
   with tf.io.gfile.GFile(os.path.join(folder, 'sprite.png'), 'wb') as f:
     f.write(glyph_figures.png_bytes(sprite))
-  embedding = tf.Variable(mean, name='latent_means')
-  tf.train.Checkpoint(embedding=embedding).save(os.path.join(folder, 'embedding.ckpt'))
   config = projector.ProjectorConfig()
   entry = config.embeddings.add()
-  entry.tensor_name = 'embedding/.ATTRIBUTES/VARIABLE_VALUE'
+  entry.tensor_name = 'latent_means'
+  entry.tensor_path = 'latent_means.tsv'
+  entry.tensor_shape.extend(np.shape(mean))
   entry.metadata_path = 'metadata.tsv'
   entry.sprite.image_path = 'sprite.png'
   entry.sprite.single_image_dim.extend([arch.img_w, arch.img_h])
   projector.visualize_embeddings(folder, config)
+  return folder
 
 
 def train(train_patterns: List[str], eval_patterns: List[str], arch: Architecture,
@@ -171,14 +195,15 @@ def train(train_patterns: List[str], eval_patterns: List[str], arch: Architectur
   tf.io.gfile.makedirs(log_dir)
   quality = {'before': reconstruction_quality(model, quality_set, log_dir, step)}
   writer = tf.summary.create_file_writer(log_dir)
-  progress, metrics = _Progress(step), {}
-  with writer.as_default():
+  progress, metrics = _Progress(step, num_steps), {}
+  with writer.as_default(), progress.bar:
     for batch in batches:
       if step >= num_steps:
         break
       update_discriminator, update_decoder = model.equilibrium_gates(metrics)
       metrics = model.train_step(batch, update_discriminator, update_decoder)
       step = int(model.step.numpy())
+      progress.advance(step)
       if step % config.summary_every_steps == 0 or step == num_steps:
         for name, value in metrics.items():
           tf.summary.scalar(f'loss/{name}', value, step=step)
@@ -187,7 +212,7 @@ def train(train_patterns: List[str], eval_patterns: List[str], arch: Architectur
         tf.summary.scalar('gates/update_discriminator', float(update_discriminator), step=step)
         tf.summary.scalar('gates/update_decoder', float(update_decoder), step=step)
       if step % config.log_every_steps == 0 or step == num_steps:
-        rate = progress.rate(step, config.batch_size)
+        rate = progress.rate(step, config.batch_size, metrics)
         tf.summary.scalar('throughput/images_per_second', rate, step=step)
         logging.info('step %d/%d  %s  %.0f images/s', step, num_steps,
                      '  '.join(f'{k}={float(v):.3f}' for k, v in sorted(metrics.items())), rate)
