@@ -129,7 +129,7 @@ def test_task_parameters_carry_the_runner_flags(compiled):
   assert parameter('PngExampleGen', 'image_size') == TINY_ARCHITECTURE['img_h']
   assert json.loads(parameter('Trainer', 'train_args')) == {'num_steps': 4}
   assert json.loads(parameter('Trainer', 'custom_config')) == {
-      'architecture': args.architecture_values, 'training': {'batch_size': 4}}
+      'architecture': args.architecture_values, 'training': dict(configs.RECIPE, batch_size=4)}
   assert parameter('Trainer', 'run_fn') == pipeline.RUN_FN
   destination = json.loads(parameter('Pusher', 'push_destination'))
   assert destination['filesystem']['base_directory'] == f'{args.serving_base}/{configs.MODEL_NAME}'
@@ -194,7 +194,8 @@ def test_config_file_gives_flags_and_the_command_line_wins(tmp_path):
   assert args.serving_base == config['serving-base'] and args.container_image == config['container-image']
   assert args.trainer_gpus == config['trainer-gpus'] and args.endpoint == config['endpoint']
   assert args.train_steps == 7  # the command line wins over the file's train-steps
-  assert args.training_values == {'batch_size': 64, 'gamma': 0.01}
+  # The profile's recipe (config-example.yaml asks for GPUs: the gpu profile), then the flags.
+  assert args.training_values == dict(configs.RECIPE, batch_size=64, gamma=0.01)
   assert args.beam_pipeline_args == (configs.DEFAULT_BEAM_PIPELINE_ARGS + config['beam-args']
                                      + ['--direct_num_workers=2'])
 

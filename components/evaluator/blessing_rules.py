@@ -13,18 +13,21 @@ import math
 from typing import Any, Dict, Optional
 
 # Defaults, set from measurements on the built-in eval split (1,964 glyphs; README
-# "Evaluation"). Eval-split figures of reference models:
-#                       psnr   ssim   swd    fd_pca  ink_w1  diversity
-#   cpu profile (3,000)  10.3   0.375  16.1   9.9     0.008   0.92    blessed
-#   600 steps, ch 64      9.6   0.166  55.0  56.8     0.032   0.34    refused: texture, not glyphs
-#   one glyph for all     7.7   0.027  69.5  98.3     0.024   0.00    refused
-#   all black             8.4   0.010 750   105       0.189   0.00    refused
-#   uniform noise         5.4   0.005 146    60       0.311   0.98    refused
-#   real vs real (floor)   -      -     7.7   1.6     0.003   1.00
+# "Evaluation and push", printed by benchmarks/reference_models.py and recipe_ablation.py).
+# Reconstruction: a model must beat the mean glyph by about what a linear projection onto a
+# quarter of its code size does (PCA-25: +1.9 dB, +0.36 SSIM) and name the character it was
+# given 95% of the time (PCA-25: 65.9%, PCA-50: 98.8%; the old default model: 49.7%).
+# Samples: between real glyphs (the floor) and the broken references:
+#                       swd    fd_pca  ink_w1  diversity
+#   real vs real         7.7     1.6   0.003   1.00
+#   600 steps, ch 64    55.0    56.8   0.032   0.34    texture, not glyphs
+#   one glyph for all   69.5    98.3   0.024   0.00
+#   all black          750     105     0.189   0.00
+#   uniform noise      146      60     0.311   0.98
 DEFAULT_THRESHOLDS = {
     'serving.all_ok': {'min': 1.0},
-    'reconstruction.psnr.mean': {'above': 'mean_glyph', 'by': 2.0},
-    'reconstruction.ssim.mean': {'above': 'mean_glyph', 'by': 0.4},
+    'reconstruction.psnr.mean': {'above': 'mean_glyph', 'by': 1.5},
+    'reconstruction.ssim.mean': {'above': 'mean_glyph', 'by': 0.35},
     'identity.top1': {'min': 0.95},
     'samples.swd.mean': {'max': 40.0},
     'samples.fd_pca': {'max': 25.0},
