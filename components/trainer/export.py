@@ -78,7 +78,8 @@ def png_sizes(pngs) -> tuple:
   head = tf.strings.substr(tf.strings.join([tf.strings.substr(pngs, 0, 24), b'\0' * 24]), 0, 24)
   raw = tf.reshape(tf.io.decode_raw(head, tf.uint8), [-1, 24])
   expected = tf.constant(list(glyph_examples.PNG_SIGNATURE + b'\0\0\0\x0dIHDR'), tf.uint8)
-  is_png = tf.reduce_all(tf.equal(raw[:, :16], expected), axis=1)
+  is_png = tf.logical_and(tf.reduce_all(tf.equal(raw[:, :16], expected), axis=1),
+                          tf.strings.length(pngs) >= 24)
   big_endian = tf.reshape(tf.cast(raw[:, 16:24], tf.int64), [-1, 2, 4])
   size = tf.reduce_sum(big_endian * tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64), axis=2)
   return is_png, size[:, 0], size[:, 1]
