@@ -3,10 +3,12 @@
 For each row: the answer (gRPC code or HTTP status), seconds to it, the server's peak RSS
 growth during it (the kernel's VmHWM after clear_refs), its thread count, and whether a
 valid gRPC and REST request right after still succeed. The server runs in its own process
-(as `make serve` runs it) on a tiny untrained model (tests/conftest.py's TINY_ARCHITECTURE):
-the rows cost what the requests cost, not the network.
+(as `make serve` runs it) on a tiny untrained model (tests/conftest.py's TINY_ARCHITECTURE),
+warmed by one valid call of each signature, as a serving server is: the rows cost what the
+requests cost.
 
-    scripts/env.sh run python benchmarks/hostile_requests.py [--rows encode,sample]
+    scripts/env.sh run python benchmarks/hostile_requests.py [--rows encode,sample] [--cold]
+        [--server-args "--max-batch-size 100000"]
 """
 import argparse
 import os
@@ -30,6 +32,11 @@ from cns_vaegan.data import render_glyphs  # noqa: E402
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--rows', default='', help='comma-separated prefixes of the rows to run')
+  parser.add_argument('--server-args', default='',
+                      help='extra model_server flags, e.g. "--max-batch-size 100000" to see the '
+                           'model\'s own limits answer (what TF Serving running it would)')
+  parser.add_argument('--cold', action='store_true',
+                      help='no warm-up call of each signature first (a first call builds it, ~1 s)')
   args = parser.parse_args()
   base = tempfile.mkdtemp()
   tf.keras.utils.set_random_seed(0)
@@ -38,7 +45,9 @@ def main():
   export.export_saved_model(model, os.path.join(base, hostile_requests.MODEL_NAME, '1'))
   renderer = render_glyphs.GlyphRenderer(size=TINY_ARCHITECTURE['img_h'])
   pngs = [renderer.render_png(c) for c in '酪鉻鉸你']
-  server = hostile_requests.ServerProcess(base)
+  server = hostile_requests.ServerProcess(base, *args.server_args.split())
+  if not args.cold:
+    hostile_requests.warm_up(server, pngs, TINY_ARCHITECTURE['z_dim'])
   wanted = [p.strip() for p in args.rows.split(',') if p.strip()]
   print(f'model: tiny {TINY_ARCHITECTURE}; server pid {server.process.pid}, '
         f'idle RSS {server.rss_mb():.0f} MB, {server.threads()} threads; cores: {os.cpu_count()}')

@@ -99,10 +99,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
   def GetModelMetadata(self, request, context):
     try:
-      if list(request.metadata_field) != ['signature_def']:
+      if not request.metadata_field:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           'Metadata field signature_def is the only one supported; '
-                           f'got {list(request.metadata_field)}')
+                           'GetModelMetadataRequest must specify at least one metadata_field')
+      for field in request.metadata_field:
+        if field != 'signature_def':
+          raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                             f'Metadata field {field} is not supported')
       servable = prediction.find_servable(self.manager, request.model_spec.name,
                                           _version(request.model_spec),
                                           request.model_spec.version_label)

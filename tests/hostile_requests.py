@@ -203,6 +203,22 @@ def still_serving(server: ServerProcess, pngs) -> bool:
   return code == 'OK' and status == 200
 
 
+def warm_up(server: ServerProcess, pngs, z_dim: int) -> None:
+  """One valid call of each signature: a signature's first call builds its function (~1 s)."""
+  images = np.array(pngs[:1], dtype=object)
+  with channel(server) as ch:
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
+    for signature, inputs in (('encode', {'images': images}), ('reconstruct', {'images': images}),
+                              ('decode', {'z': np.zeros((1, z_dim), np.float32)}),
+                              ('arithmetic', {'a': images, 'b': images, 'c': images,
+                                              'coefficients': np.ones(1, np.float32)}),
+                              ('interpolate', {'start': images, 'end': images, 'steps': np.int32(2)}),
+                              ('sample', {'n': np.int32(1), 'seed': np.int64(0)})):
+      code, detail = grpc_call(stub, predict_request(signature, inputs))
+      if code != 'OK':
+        raise RuntimeError(f'warm-up {signature}: {code} {detail}')
+
+
 def idle_connections(server: ServerProcess, count: int = 300, hold: float = 1.0):
   """Opens `count` REST connections that send nothing; ('threads', threads while held)."""
   sockets = [socket.create_connection(('127.0.0.1', server.rest_port)) for _ in range(count)]

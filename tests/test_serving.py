@@ -118,6 +118,17 @@ def test_health_and_unimplemented_methods(served):
   channel.close()
 
 
+def test_metadata_fields_other_than_signature_def_are_refused_as_tf_serving_words_it(served):
+  from tensorflow_serving.apis import get_model_metadata_pb2
+  for fields, message in (([], 'GetModelMetadataRequest must specify at least one metadata_field'),
+                          (['signature_def', 'nope'], 'Metadata field nope is not supported')):
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=fields)
+    request.model_spec.name = 'cns_vaegan'
+    with pytest.raises(grpc.RpcError) as error:
+      served['client'].predictions.GetModelMetadata(request, timeout=20)
+    assert (error.value.code(), error.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
 # ------------------------------------------------------------------------- the faults
 def _raw_predict(served, signature, inputs, name='cns_vaegan', version=None, output_filter=()):
   request = predict_pb2.PredictRequest()

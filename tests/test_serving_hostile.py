@@ -56,16 +56,7 @@ def server(tmp_path_factory, pngs):
   export_version(base / hostile.MODEL_NAME, 1, seed=1)
   process = hostile.ServerProcess(str(base))
   process.base = base
-  with hostile.channel(process) as channel:  # warm: the first call of a signature builds it
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    images = np.array(pngs[:1], dtype=object)
-    for signature, inputs in (('encode', {'images': images}), ('reconstruct', {'images': images}),
-                              ('decode', {'z': np.zeros((1, ARCH.z_dim), np.float32)}),
-                              ('arithmetic', {'a': images, 'b': images, 'c': images,
-                                              'coefficients': np.ones(1, np.float32)}),
-                              ('interpolate', {'start': images, 'end': images, 'steps': np.int32(2)}),
-                              ('sample', {'n': np.int32(1), 'seed': np.int64(0)})):
-      assert hostile.grpc_call(stub, hostile.predict_request(signature, inputs)) == ('OK', '')
+  hostile.warm_up(process, pngs, ARCH.z_dim)
   yield process
   assert process.stop() == 0, process.log()[-3000:]
 
