@@ -118,7 +118,7 @@ def rest_predict(servable, body: Any, limits: RequestLimits) -> Dict[str, Any]:
     if len(outputs) == 1:
       [(alias, value)] = outputs.items()
       return {'predictions': _to_json(alias, value)}
-    n = min(len(v) for v in outputs.values() if np.ndim(v))
+    n = len(body['instances'])
     return {'predictions': [{a: _to_json(a, v[i]) for a, v in outputs.items()} for i in range(n)]}
   if len(outputs) == 1:
     [(alias, value)] = outputs.items()
