@@ -111,6 +111,7 @@ class ServableManager:
   def wait_for_first_version(self, timeout: Optional[float] = None,
                              cancel: Optional[threading.Event] = None) -> Optional[Servable]:
     """Polls until a version is served; None if `cancel` is set first (e.g. by SIGTERM)."""
+    cancel = cancel or threading.Event()
     start = time.monotonic()
     next_log = start
     while not self.poll_once():
@@ -122,10 +123,8 @@ class ServableManager:
                      'far); a version is a numeric folder holding saved_model.pb. The ports open '
                      'once one loads.', self.model_name, self.model_dir, now - start)
         next_log = now + WAIT_LOG_SECONDS
-      if cancel is not None and cancel.wait(self.poll_seconds):
+      if cancel.wait(self.poll_seconds):
         return None
-      if cancel is None:
-        time.sleep(self.poll_seconds)
     return self.current()
 
   def start_polling(self) -> None:
