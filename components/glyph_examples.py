@@ -6,13 +6,18 @@ evaluator, tests), so the feature layout is defined in exactly one place.
 
 Pixels are stored as floats in [-1, 1] (value / 127.5 - 1), the range the
 decoder's tanh produces; the mapping from uint8 is exact and invertible.
+
+Image size is bounded by the same policy as the served model (MAX_IMAGE_SIDE, also the
+exported model's default): it is read from the PNG header and refused before any decoding.
 """
 import dataclasses
 import io
 import os
+import struct
+from typing import Optional, Tuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from cns_vaegan.data import glyph_names
 
@@ -24,6 +29,11 @@ SOURCE_FILE = 'source_file'
 HEIGHT = 'height'
 WIDTH = 'width'
 CHANNELS = 'channels'
+
+# Largest PNG width or height accepted, ingested or served: generous for glyphs (the seed's
+# are 64 px), small enough that decoding one costs at most 2048² · 4 bytes.
+MAX_IMAGE_SIDE = 2048
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 # PNG modes with an unambiguous 8-bit reading. 16-bit ('I;16', 'I') and float
 # modes are refused rather than guessed at.
@@ -63,8 +73,20 @@ def to_model_pixels(image: Image.Image, size: int, channels: int) -> np.ndarray:
   return pixels.reshape(size, size, channels)
 
 
-def decode_glyph(path: str, png_bytes: bytes, size: int, channels: int) -> Glyph:
-  """Reads one glyph file; raises BadGlyphFile naming the file and the reason."""
+def png_size(data: bytes) -> Optional[Tuple[int, int]]:
+  """(width, height) from a PNG's IHDR chunk, without decoding; None if `data` is no PNG."""
+  if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b'IHDR':
+    return None
+  return struct.unpack('>II', data[16:24])
+
+
+def decode_glyph(path: str, png_bytes: bytes, size: int, channels: int,
+                 max_side: int = MAX_IMAGE_SIDE) -> Glyph:
+  """Reads one glyph file; raises BadGlyphFile naming the file and the reason.
+
+  A PNG wider or taller than max_side is refused from its header, before decoding, and any
+  decoder failure (PIL raises many types, e.g. DecompressionBombError) is a BadGlyphFile.
+  """
   name = os.path.basename(path)
   try:
     character = glyph_names.character_from_filename(path)
@@ -72,6 +94,10 @@ def decode_glyph(path: str, png_bytes: bytes, size: int, channels: int) -> Glyph
     raise BadGlyphFile(str(error)) from None
   if not png_bytes:
     raise BadGlyphFile(f'{name}: empty file')
+  header = png_size(png_bytes)
+  if header and max(header) > max_side:
+    raise BadGlyphFile(f'{name}: {header[0]}x{header[1]} px PNG, over the {max_side} px a side '
+                       'limit (read from its header, not decoded)')
   try:
     with Image.open(io.BytesIO(png_bytes)) as image:
       if image.format != 'PNG':
@@ -80,8 +106,8 @@ def decode_glyph(path: str, png_bytes: bytes, size: int, channels: int) -> Glyph
       pixels = to_model_pixels(image, size, channels)
   except BadGlyphFile as error:
     raise BadGlyphFile(str(error) if str(error).startswith(name) else f'{name}: {error}') from None
-  except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-    raise BadGlyphFile(f'{name}: unreadable image ({error})') from None
+  except Exception as error:  # pylint: disable=broad-except  (any decoder failure is bad input)
+    raise BadGlyphFile(f'{name}: unreadable image ({type(error).__name__}: {error})') from None
   return Glyph(character=character, source_file=path, pixels=pixels)
 
 

@@ -4,26 +4,28 @@ see serving/tf_serving.py). Hand-written because no installable package provides
 
 gRPC: tensorflow.serving.PredictionService (Predict, GetModelMetadata; Classify, Regress
 and MultiInference answer UNIMPLEMENTED), tensorflow.serving.ModelService
-(GetModelStatus) and the standard grpc.health.v1 service. REST: TF Serving's
-/v1/models/NAME[/versions/N][:predict|/metadata] with JSON and {"b64": ...} strings.
+(GetModelStatus) and the standard grpc.health.v1 service. REST (serving/rest.py): TF
+Serving's /v1/models/NAME[/versions/N][:predict|/metadata] with JSON and {"b64": ...} strings.
 
     python -m cns_vaegan.serving.model_server --model-base-path outputs/serving \
         --model-name cns_vaegan --port 8500 --rest-port 8501
 
-The ports open only once the first version has loaded; the newest numeric version is
-served and replaced when a newer one is pushed (or --model-version pins one).
+The ports open only once the first version has loaded (it logs while it waits); the newest
+numeric version is served and replaced when a newer one is pushed (or --model-version pins
+one). Every request is bounded (ServerOptions, the flags): inputs are checked from what they
+declare before they are materialised, the image count before the model runs, requests in
+progress by a shared pool of workers and a cap per front end, and a gRPC deadline that has
+passed by the time a request would run refuses it. SIGTERM drains: health turns NOT_SERVING,
+new requests are refused, those in progress get drain_seconds, then it exits 0.
 """
 import argparse
-import base64
 import concurrent.futures
-import http.server
-import json
-import re
+import dataclasses
+import signal
 import threading
-from typing import Any, Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import grpc
-import numpy as np
 import tensorflow as tf
 from absl import logging
 from google.protobuf import any_pb2
@@ -32,12 +34,27 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from cns_vaegan.serving import prediction
-from cns_vaegan.serving.prediction import ServingError
+from cns_vaegan.serving import prediction, servables
+from cns_vaegan.serving.prediction import RequestLimits, ServingError
+from cns_vaegan.serving.rest import RestServer
 from cns_vaegan.serving.servables import ServableManager
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-MAX_BATCH_SIZE = 256
+
+@dataclasses.dataclass(frozen=True)
+class ServerOptions:
+  """Every bound of the server; each is a flag of the same name (see main)."""
+  max_batch_size: int = prediction.MAX_BATCH_SIZE   # images a request takes or makes
+  max_message_bytes: int = 64 * 1024 * 1024         # a gRPC message, either way; one input tensor
+  max_rest_body_bytes: int = 16 * 1024 * 1024       # JSON grows ~10x once parsed
+  workers: int = 8                                  # threads running requests, gRPC and REST
+  max_concurrent_requests: int = 64                 # per front end; beyond: RESOURCE_EXHAUSTED / 429
+  rest_timeout_seconds: float = 30.0                # TF Serving's --rest_api_timeout_in_ms default
+  drain_seconds: float = 10.0                       # for requests in progress on SIGTERM
+  max_load_retries: int = servables.MAX_LOAD_RETRIES
+  load_retry_seconds: float = servables.LOAD_RETRY_SECONDS
+
+  def limits(self) -> RequestLimits:
+    return RequestLimits(self.max_batch_size, self.max_message_bytes)
 
 
 # ----------------------------------------------------------------------------- gRPC
@@ -52,27 +69,27 @@ def _abort(context, error: ServingError):
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
   """Predict and GetModelMetadata; the rest are UNIMPLEMENTED by the generated base class."""
 
-  def __init__(self, manager: ServableManager, max_batch_size: int):
-    self.manager, self.max_batch_size = manager, max_batch_size
+  def __init__(self, manager: ServableManager, limits: RequestLimits):
+    self.manager, self.limits = manager, limits
 
   def Predict(self, request, context):
     try:
+      remaining = context.time_remaining()
+      if remaining is not None and remaining <= 0:  # it waited for a worker past its deadline
+        logging.info('Predict not run: its deadline passed before it ran')
+        raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                           'Deadline Exceeded: the deadline passed before it ran')
       servable = prediction.find_servable(self.manager, request.model_spec.name,
                                           _version(request.model_spec),
                                           request.model_spec.version_label)
-      inputs = {}
-      for alias, tensor in request.inputs.items():
-        try:
-          inputs[alias] = tf.make_ndarray(tensor)
-        except Exception as error:  # pylint: disable=broad-except  (any malformed proto)
-          raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                             f'input "{alias}" is not a valid tensor: {error}') from None
       signature_name = prediction.signature_name_or_default(request.model_spec.signature_name)
-      outputs = prediction.predict(servable, signature_name, inputs, request.output_filter,
-                                   self.max_batch_size)
+      outputs = prediction.predict(servable, signature_name, dict(request.inputs),
+                                   request.output_filter, self.limits)
     except ServingError as error:
       return _abort(context, error)
     response = predict_pb2.PredictResponse()
+    if not context.is_active():  # the client gave up (deadline, cancel): nothing to send
+      return response
     response.model_spec.name = servable.name
     response.model_spec.version.value = servable.version
     response.model_spec.signature_name = signature_name
@@ -82,10 +99,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
   def GetModelMetadata(self, request, context):
     try:
-      if list(request.metadata_field) != ['signature_def']:
+      if not request.metadata_field:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           'Metadata field signature_def is the only one supported; '
-                           f'got {list(request.metadata_field)}')
+                           'GetModelMetadataRequest must specify at least one metadata_field')
+      for field in request.metadata_field:
+        if field != 'signature_def':
+          raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                             f'Metadata field {field} is not supported')
       servable = prediction.find_servable(self.manager, request.model_spec.name,
                                           _version(request.model_spec),
                                           request.model_spec.version_label)
@@ -126,225 +146,110 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     return response
 
 
-# ----------------------------------------------------------------------------- REST
-_ROUTE = re.compile(r'^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?'
-                    r'(?P<action>:predict|/metadata)?$')
-_HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400,
-                grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.UNAVAILABLE: 503,
-                grpc.StatusCode.UNIMPLEMENTED: 501}
-
-
-def _from_json(value: Any) -> Any:
-  """JSON values -> numpy-ready nested lists; {"b64": ...} -> bytes."""
-  if isinstance(value, dict):
-    if set(value) == {'b64'}:
-      return base64.b64decode(value['b64'])
-    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f'unexpected JSON object {list(value)}')
-  if isinstance(value, list):
-    return [_from_json(v) for v in value]
-  return value.encode('utf-8') if isinstance(value, str) else value
-
-
-def _to_array(alias: str, value: Any, dtype: tf.dtypes.DType) -> np.ndarray:
-  try:
-    return np.array(_from_json(value), dtype=object if dtype == tf.string else dtype.as_numpy_dtype)
-  except ServingError:
-    raise
-  except (TypeError, ValueError) as error:
-    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                       f'input "{alias}" is not a valid {dtype.name} tensor: {error}') from None
-
-
-def _to_json(alias: str, value: Any) -> Any:
-  value = np.asarray(value, dtype=object if isinstance(value, bytes) else None)
-  if value.dtype.kind in 'OS':
-    encode = ((lambda b: {'b64': base64.b64encode(b).decode('ascii')}) if alias.endswith('_bytes')
-              else (lambda b: b.decode('utf-8', 'replace')))
-    return np.vectorize(encode, otypes=[object])(value).tolist() if value.ndim else encode(value.item())
-  return value.tolist()
-
-
-def rest_predict(servable, body: Dict[str, Any], max_batch_size: int) -> Dict[str, Any]:
-  """TF Serving's REST predict: row ("instances") or columnar ("inputs") format."""
-  signature_name, signature = prediction.find_signature(servable, body.get('signature_name', ''))
-  aliases = sorted(signature.inputs)
-  dtypes = {a: tf.dtypes.as_dtype(signature.inputs[a].dtype) for a in aliases}
-  if ('instances' in body) == ('inputs' in body):
-    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                       'Request must have exactly one of "instances" (row) or "inputs" (columnar)')
-  if 'instances' in body:
-    instances = body['instances']
-    if not isinstance(instances, list) or not instances:
-      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, '"instances" must be a non-empty list')
-    named = lambda instance: isinstance(instance, dict) and set(instance) != {'b64'}
-    if len(aliases) == 1 and not named(instances[0]):
-      columns = {aliases[0]: instances}
-    else:
-      names = set().union(*(i.keys() for i in instances if named(i)))
-      columns = {a: [i.get(a) for i in instances] for a in names}
-  else:
-    inputs = body['inputs']
-    columns = inputs if isinstance(inputs, dict) else {aliases[0] if len(aliases) == 1 else '': inputs}
-  arrays = {a: _to_array(a, v, dtypes.get(a, tf.float32)) for a, v in columns.items()}
-  outputs = prediction.predict(servable, signature_name, arrays, body.get('output_filter', ()),
-                               max_batch_size)
-  if 'instances' in body:
-    if len(outputs) == 1:
-      [(alias, value)] = outputs.items()
-      return {'predictions': _to_json(alias, value)}
-    n = len(body['instances'])
-    return {'predictions': [{a: _to_json(a, v[i]) for a, v in outputs.items()} for i in range(n)]}
-  if len(outputs) == 1:
-    [(alias, value)] = outputs.items()
-    return {'outputs': _to_json(alias, value)}
-  return {'outputs': {a: _to_json(a, v) for a, v in outputs.items()}}
-
-
-def _status_json(manager: ServableManager, name: str, version: Optional[int]) -> Dict[str, Any]:
-  return {'model_version_status': [
-      {'version': str(v), 'state': state,
-       'status': {'error_code': 'UNKNOWN' if error else 'OK', 'error_message': error}}
-      for v, state, error in prediction.version_states(manager, name, version)]}
-
-
-def _metadata_json(servable) -> Dict[str, Any]:
-  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
-  signature_map = get_model_metadata_pb2.SignatureDefMap()
-  for name, signature in servable.signature_defs.items():
-    signature_map.signature_def[name].CopyFrom(signature)
-  return {'model_spec': {'name': servable.name, 'version': str(servable.version), 'signature_name': ''},
-          'metadata': {'signature_def': json_format.MessageToDict(signature_map)}}
-
-
-def make_rest_handler(manager: ServableManager, max_batch_size: int, max_body_bytes: int):
-  class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
-
-    def _reply(self, status: int, payload: Dict[str, Any]):
-      data = json.dumps(payload).encode('utf-8')
-      self.send_response(status)
-      self.send_header('Content-Type', 'application/json')
-      self.send_header('Content-Length', str(len(data)))
-      self.end_headers()
-      self.wfile.write(data)
-
-    def _handle(self, method: str):
-      match = _ROUTE.match(self.path.split('?')[0])
-      try:
-        if not match:
-          raise ServingError(grpc.StatusCode.NOT_FOUND, f'Malformed request: {method} {self.path}')
-        name, action = match['name'], match['action']
-        version = int(match['version']) if match['version'] else None
-        if method == 'GET' and action is None:
-          return self._reply(200, _status_json(manager, name, version))
-        servable = prediction.find_servable(manager, name, version)
-        if method == 'GET' and action == '/metadata':
-          return self._reply(200, _metadata_json(servable))
-        if method == 'POST' and action == ':predict':
-          length = int(self.headers.get('Content-Length', 0))
-          if length > max_body_bytes:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f'request body of {length} bytes exceeds {max_body_bytes}')
-          try:
-            body = json.loads(self.rfile.read(length) or b'{}')
-          except json.JSONDecodeError as error:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f'JSON parse error: {error}') from None
-          return self._reply(200, rest_predict(servable, body, max_batch_size))
-        raise ServingError(grpc.StatusCode.NOT_FOUND, f'Malformed request: {method} {self.path}')
-      except ServingError as error:
-        return self._reply(_HTTP_STATUS.get(error.code, 500), {'error': error.message})
-      except Exception as error:  # pylint: disable=broad-except  (answer, never drop the connection)
-        logging.exception('REST %s %s failed', method, self.path)
-        return self._reply(500, {'error': f'{type(error).__name__}: {error}'})
-
-    def do_GET(self):  # noqa: N802  (http.server's naming)
-      self._handle('GET')
-
-    def do_POST(self):  # noqa: N802
-      self._handle('POST')
-
-    def log_message(self, format, *args):  # pylint: disable=redefined-builtin
-      logging.debug('REST %s', format % args)
-
-  return Handler
-
-
 # --------------------------------------------------------------------------- server
 class ModelServer:
   """gRPC (and optionally REST) serving one model; start() returns once ports are open."""
 
   def __init__(self, model_base_path: str, model_name: str, host: str = '127.0.0.1',
                port: int = 8500, rest_port: Optional[int] = 8501, model_version: Optional[int] = None,
-               poll_seconds: float = 1.0, max_batch_size: int = MAX_BATCH_SIZE,
-               max_message_bytes: int = MAX_MESSAGE_BYTES, workers: int = 16):
-    self.manager = ServableManager(model_base_path, model_name, model_version, poll_seconds)
-    self.host, self.port, self.rest_port = host, port, rest_port
-    self.max_batch_size, self.max_message_bytes, self.workers = max_batch_size, max_message_bytes, workers
+               poll_seconds: float = 1.0, options: ServerOptions = ServerOptions()):
+    self.manager = ServableManager(model_base_path, model_name, model_version, poll_seconds,
+                                   options.max_load_retries, options.load_retry_seconds)
+    self.host, self.port, self.rest_port, self.options = host, port, rest_port, options
+    self.pool = concurrent.futures.ThreadPoolExecutor(options.workers, thread_name_prefix='request')
     self._grpc: Optional[grpc.Server] = None
-    self._rest: Optional[http.server.ThreadingHTTPServer] = None
+    self._rest: Optional[RestServer] = None
     self.health = health.HealthServicer()
 
-  def start(self, wait_for_model_seconds: Optional[float] = None) -> Tuple[int, Optional[int]]:
-    self.manager.wait_for_first_version(wait_for_model_seconds)  # ports open only after this
+  def start(self, wait_for_model_seconds: Optional[float] = None,
+            cancel: Optional[threading.Event] = None) -> Optional[Tuple[int, Optional[int]]]:
+    """Opens the ports once a version has loaded; None if `cancel` was set while waiting."""
+    if self.manager.wait_for_first_version(wait_for_model_seconds, cancel) is None:
+      return None
+    options = self.options
     self._grpc = grpc.server(
-        concurrent.futures.ThreadPoolExecutor(max_workers=self.workers),
-        options=[('grpc.max_receive_message_length', self.max_message_bytes),
-                 ('grpc.max_send_message_length', self.max_message_bytes)])
+        self.pool, maximum_concurrent_rpcs=options.max_concurrent_requests,
+        options=[('grpc.max_receive_message_length', options.max_message_bytes),
+                 ('grpc.max_send_message_length', options.max_message_bytes)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(self.manager, self.max_batch_size), self._grpc)
+        PredictionService(self.manager, options.limits()), self._grpc)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.manager), self._grpc)
     health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
     self.port = self._grpc.add_insecure_port(f'{self.host}:{self.port}')
     self._grpc.start()
     if self.rest_port is not None:
-      self._rest = http.server.ThreadingHTTPServer(
-          (self.host, self.rest_port),
-          make_rest_handler(self.manager, self.max_batch_size, self.max_message_bytes))
-      self.rest_port = self._rest.server_address[1]
-      threading.Thread(target=self._rest.serve_forever, name='rest', daemon=True).start()
+      self._rest = RestServer(self.manager, self.host, self.rest_port, self.pool, options.limits(),
+                              options.max_rest_body_bytes, options.rest_timeout_seconds,
+                              options.max_concurrent_requests)
+      self.rest_port = self._rest.start()
     for service in ('', 'tensorflow.serving.PredictionService', 'tensorflow.serving.ModelService'):
       self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
     self.manager.start_polling()
-    logging.info('Model server: gRPC on %s:%d, REST on %s', self.host, self.port,
-                 f'{self.host}:{self.rest_port}' if self._rest else 'off')
+    logging.info('Model server: gRPC on %s:%d, REST on %s; %s', self.host, self.port,
+                 f'{self.host}:{self.rest_port}' if self._rest else 'off', options)
     return self.port, self.rest_port
 
-  def stop(self) -> None:
+  def stop(self, grace: Optional[float] = None) -> None:
+    """Drains: NOT_SERVING, new requests refused, those in progress get `grace` seconds."""
+    grace = self.options.drain_seconds if grace is None else grace
     self.health.enter_graceful_shutdown()
-    self.manager.stop()
+    stopped = self._grpc.stop(grace) if self._grpc else None
     if self._rest:
-      self._rest.shutdown()
-      self._rest.server_close()
-    if self._grpc:
-      self._grpc.stop(grace=2).wait()
-
-  def wait(self) -> None:
-    self._grpc.wait_for_termination()
+      self._rest.stop(grace)
+    if stopped:
+      stopped.wait()
+    self.manager.stop()
+    self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
+  defaults = ServerOptions()
   parser = argparse.ArgumentParser(description='Serve the pushed model over TF Serving\'s gRPC and REST APIs.')
   parser.add_argument('--model-base-path', required=True, help='the Pusher\'s base path (holds <model name>/<version>/)')
   parser.add_argument('--model-name', default='cns_vaegan')
   parser.add_argument('--model-version', type=int, help='serve this version only (default: the newest)')
   parser.add_argument('--host', default='127.0.0.1', help='address to bind (default loopback)')
-  parser.add_argument('--port', type=int, default=8500, help='gRPC port')
+  parser.add_argument('--port', type=int, default=8500, help='gRPC port (0: any free)')
   parser.add_argument('--rest-port', type=int, default=8501, help='REST port (0: any free; -1: off)')
-  parser.add_argument('--poll-seconds', type=float, default=1.0)
-  parser.add_argument('--max-batch-size', type=int, default=MAX_BATCH_SIZE)
+  parser.add_argument('--poll-seconds', type=float, default=1.0, help='how often new versions are looked for')
+  helps = {
+      'max_batch_size': 'images one request may take or make (N, N·K, N·(steps + 2), n) and the '
+                        'largest batch of any input',
+      'max_message_bytes': 'largest gRPC message, either way, and largest input tensor once materialised',
+      'max_rest_body_bytes': 'largest REST request body (413 beyond)',
+      'workers': 'threads running requests, gRPC and REST together',
+      'max_concurrent_requests': 'requests in progress or queued per front end; beyond, '
+                                 'RESOURCE_EXHAUSTED (gRPC) or 429 (REST)',
+      'rest_timeout_seconds': 'to receive a REST body, to answer it (504), and idle keep-alive',
+      'drain_seconds': 'on SIGTERM, how long requests in progress may take to finish',
+      'max_load_retries': 'retries of a version that failed to load, before giving it up',
+      'load_retry_seconds': 'seconds between those retries',
+  }
+  for field in dataclasses.fields(ServerOptions):
+    parser.add_argument('--' + field.name.replace('_', '-'), type=type(getattr(defaults, field.name)),
+                        default=getattr(defaults, field.name),
+                        help=f'{helps[field.name]} (default %(default)s)')
   args = parser.parse_args(argv)
   logging.set_verbosity(logging.INFO)
+  options = ServerOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ServerOptions)})
   server = ModelServer(args.model_base_path, args.model_name, args.host, args.port,
                        None if args.rest_port < 0 else args.rest_port, args.model_version,
-                       args.poll_seconds, args.max_batch_size)
-  server.start()
+                       args.poll_seconds, options)
+  stopping = threading.Event()
+  for signum in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(signum, lambda signum, frame: stopping.set())
+  if server.start(cancel=stopping) is None:
+    logging.info('Stopped before any version of %s loaded', args.model_name)
+    return 0
   print(f'serving {args.model_name} on grpc {args.host}:{server.port}'
         + (f', rest {args.host}:{server.rest_port}' if server.rest_port else ''), flush=True)
-  try:
-    server.wait()
-  except KeyboardInterrupt:
-    server.stop()
+  while not stopping.wait(1.0):
+    pass
+  logging.info('Stopping: draining requests in progress for up to %g s', options.drain_seconds)
+  server.stop()
+  logging.info('Stopped')
+  return 0
 
 
 if __name__ == '__main__':
-  main()
+  raise SystemExit(main())

@@ -4,8 +4,12 @@
 (others are ignored) and count only once saved_model.pb exists (the Pusher copies it
 last). The newest version is served unless one is pinned. A new version is loaded
 before the old one is dropped, and requests hold the servable they started with, so a
-swap never fails a request in flight. A version that fails to load (say, still being
-copied) is tried again on later polls, up to max_load_retries times, as TF Serving does.
+swap never fails a request in flight.
+
+A version that fails to load is tried again up to max_load_retries times, load_retry_seconds
+apart: TF Serving's defaults (--max_num_load_retries 5, --load_retry_interval_micros one
+minute). Unlike TF Serving, whose loader sleeps between tries, the poller goes on meanwhile,
+so a newer version pushed in the interval is loaded at once instead of after the retries.
 """
 import dataclasses
 import os
@@ -16,6 +20,10 @@ from typing import Dict, Optional
 import tensorflow as tf
 from absl import logging
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+
+MAX_LOAD_RETRIES = 5         # TF Serving's --max_num_load_retries default
+LOAD_RETRY_SECONDS = 60.0    # TF Serving's --load_retry_interval_micros default, one minute
+WAIT_LOG_SECONDS = 30.0      # how often "waiting for a first version" is logged
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,16 +58,18 @@ class ServableManager:
   """Keeps the served version of one model current; thread-safe."""
 
   def __init__(self, base_path: str, model_name: str, pinned_version: Optional[int] = None,
-               poll_seconds: float = 1.0, max_load_retries: int = 5):
+               poll_seconds: float = 1.0, max_load_retries: int = MAX_LOAD_RETRIES,
+               load_retry_seconds: float = LOAD_RETRY_SECONDS):
     self.model_name = model_name
     self.model_dir = os.path.join(base_path, model_name)
     self.pinned_version = pinned_version
     self.poll_seconds = poll_seconds
     self._lock = threading.Lock()
     self._current: Optional[Servable] = None
-    self.max_load_retries = max_load_retries
+    self.max_load_retries, self.load_retry_seconds = max_load_retries, load_retry_seconds
     self.states: Dict[int, tuple] = {}  # version -> (state, error message)
     self._failed_loads: Dict[int, int] = {}
+    self._next_try: Dict[int, float] = {}  # version -> monotonic time of its next load retry
     self._stop = threading.Event()
     self._thread: Optional[threading.Thread] = None
 
@@ -74,7 +84,8 @@ class ServableManager:
     current = self.current()
     if wanted is None or wanted not in versions or (current and current.version == wanted):
       return current is not None
-    if self._failed_loads.get(wanted, 0) > self.max_load_retries:  # given up on this version
+    if (self._failed_loads.get(wanted, 0) > self.max_load_retries  # given up on this version
+        or time.monotonic() < self._next_try.get(wanted, 0.0)):     # not yet time to retry
       return current is not None
     self.states[wanted] = ('LOADING', '')
     try:
@@ -82,8 +93,11 @@ class ServableManager:
     except Exception as error:  # pylint: disable=broad-except  (a bad version must not kill serving)
       failures = self._failed_loads[wanted] = self._failed_loads.get(wanted, 0) + 1
       gave_up = failures > self.max_load_retries
-      logging.error('Loading %s version %d failed (attempt %d%s): %s', self.model_name, wanted,
-                    failures, ', giving up' if gave_up else '', error)
+      self._next_try[wanted] = time.monotonic() + self.load_retry_seconds
+      logging.error('Loading %s version %d failed (attempt %d of %d%s): %s', self.model_name,
+                    wanted, failures, self.max_load_retries + 1,
+                    ', giving up' if gave_up else f', retrying in {self.load_retry_seconds:g} s',
+                    error)
       self.states[wanted] = ('END' if gave_up else 'LOADING', f'{type(error).__name__}: {error}')
       return current is not None
     with self._lock:  # new version in, then old version out
@@ -94,12 +108,23 @@ class ServableManager:
     logging.info('Serving %s version %d from %s', self.model_name, wanted, servable.path)
     return True
 
-  def wait_for_first_version(self, timeout: Optional[float] = None) -> Servable:
-    deadline = None if timeout is None else time.monotonic() + timeout
+  def wait_for_first_version(self, timeout: Optional[float] = None,
+                             cancel: Optional[threading.Event] = None) -> Optional[Servable]:
+    """Polls until a version is served; None if `cancel` is set first (e.g. by SIGTERM)."""
+    cancel = cancel or threading.Event()
+    start = time.monotonic()
+    next_log = start
     while not self.poll_once():
-      if deadline is not None and time.monotonic() > deadline:
+      now = time.monotonic()
+      if timeout is not None and now - start > timeout:
         raise TimeoutError(f'no servable version of {self.model_name} under {self.model_dir}')
-      time.sleep(self.poll_seconds)
+      if now >= next_log:
+        logging.info('Waiting for a first version of %s: none loadable under %s yet (%.0f s so '
+                     'far); a version is a numeric folder holding saved_model.pb. The ports open '
+                     'once one loads.', self.model_name, self.model_dir, now - start)
+        next_log = now + WAIT_LOG_SECONDS
+      if cancel.wait(self.poll_seconds):
+        return None
     return self.current()
 
   def start_polling(self) -> None:

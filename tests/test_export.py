@@ -1,4 +1,5 @@
 """The SavedModel contract: every signature against the Keras model in-process."""
+import dataclasses
 import io
 import os
 
@@ -11,6 +12,7 @@ from cns_vaegan.components.trainer import export
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
 from cns_vaegan.components.trainer.vaegan import VAEGAN
+from bad_glyph_files import png_with_header
 from conftest import TINY_ARCHITECTURE
 
 ARCH = Architecture(**TINY_ARCHITECTURE)
@@ -144,7 +146,8 @@ def test_larger_and_rgba_pngs_are_converted_to_the_model_layout_in_the_graph(exp
     ('decode', dict(z=tf.zeros([1, 3])), "input z must have shape"),
     ('interpolate', dict(start=tf.constant([b'x']), end=tf.constant([b'x', b'y']),
                          steps=tf.constant(4)), 'same batch size'),
-    ('sample', dict(n=tf.constant(0), seed=tf.constant(1, tf.int64)), "input n must be at least 1"),
+    ('sample', dict(n=tf.constant(0), seed=tf.constant(1, tf.int64)),
+     r"input n must be between 1 and 1024, got 0"),
 ])
 def test_bad_inputs_fail_at_the_signature_with_the_input_named(exported, signature, inputs, message):
   _, loaded, _, _ = exported
@@ -156,3 +159,89 @@ def test_wrong_dtypes_are_refused_at_the_signature_boundary(exported):
   _, loaded, _, _ = exported
   with pytest.raises((TypeError, tf.errors.InvalidArgumentError), match='float'):
     loaded.signatures['decode'](z=tf.zeros([1, ARCH.z_dim], tf.int32))
+
+
+# ------------------------------------------------------------------ bounded work
+def refusal(signature, **inputs) -> str:
+  """The model's message for a refused call, as a server passes it on."""
+  with pytest.raises(tf.errors.InvalidArgumentError) as error:
+    signature(**{k: tf.constant(v) for k, v in inputs.items()})
+  [line] = [l for l in error.value.message.splitlines() if l.startswith('assertion failed: [')]
+  return line[len('assertion failed: ['):-1]
+
+
+def test_the_limits_are_recorded_in_the_model(exported):
+  _, loaded, _, _ = exported
+  recorded = {name: int(value.numpy()) for name, value in loaded.limits.items()}
+  assert recorded == dataclasses.asdict(export.ServingLimits())
+  assert recorded['max_image_side'] == 2048
+
+
+def test_png_sizes_are_read_from_the_header_and_refused_before_decoding(exported):
+  _, loaded, pngs, _ = exported
+  encode = loaded.signatures['encode']
+  # The IHDR says 16000 x 9000 and no pixel data follows: decoding would fail differently.
+  huge = png_with_header(16000, 9000)
+  assert refusal(encode, images=[pngs['你'], huge]) == (
+      'input images[1] is a 16000x9000 PNG; the model takes at most 2048 px a side')
+  assert refusal(encode, images=[pngs['你'], b'GIF89a', huge]) == 'input images[1] is not a PNG image'
+  assert refusal(loaded.signatures['arithmetic'], a=[pngs['你']], b=[pngs['你']], c=[huge],
+                 coefficients=np.ones(1, np.float32)) == (
+      'input c[0] is a 16000x9000 PNG; the model takes at most 2048 px a side')
+  many = [png_with_header(2048, 2048)] * 17  # each within the side, together over 2^26 pixels
+  assert refusal(encode, images=many) == (
+      'the PNGs of images hold 71303168 pixels in all; the model takes at most 67108864 a request')
+  sizes = export.png_sizes(tf.constant([pngs['你'], huge, b'', b'\x89PNG']))
+  assert [list(x.numpy()) for x in sizes] == [[True, True, False, False], [16, 16000, 0, 0],
+                                              [16, 9000, 0, 0]]
+
+
+@pytest.mark.parametrize('signature, inputs, message', [
+    ('encode', dict(images=[b'x'] * 1025),
+     'input images has N = 1025 images; the model takes 1 to 1024 a request'),
+    ('decode', dict(z=np.zeros((1025, ARCH.z_dim), np.float32)),
+     'input z has N = 1025 images; the model takes 1 to 1024 a request'),
+    ('encode_pixels', dict(pixels=np.zeros((0, 16, 16, 1), np.float32)),
+     'input pixels has N = 0 images; the model takes 1 to 1024 a request'),
+    ('arithmetic', dict(a=[b'x'] * 300, b=[b'x'] * 300, c=[b'x'] * 300,
+                        coefficients=np.zeros(0, np.float32)),
+     'inputs a and coefficients make N*K = 300*5 = 1500 images; the model takes 1 to 1024 a request'),
+    ('interpolate', dict(start=[b'x'] * 100, end=[b'x'] * 100, steps=np.int32(64)),
+     'inputs start and steps make N*(steps + 2) = 100*(64 + 2) = 6600 images; the model takes 1 '
+     'to 1024 a request'),
+    ('interpolate', dict(start=[b'x'], end=[b'x'], steps=np.int32(65)),
+     'input steps must be between 2 and 64, got 65'),
+    ('sample', dict(n=np.int32(5000), seed=np.int64(0)),
+     'input n must be between 1 and 1024, got 5000'),
+])
+def test_every_signature_refuses_more_images_than_the_limit_before_any_work(
+    exported, signature, inputs, message):
+  _, loaded, _, _ = exported
+  assert refusal(loaded.signatures[signature], **inputs) == message
+
+
+def test_limits_given_at_export_are_the_ones_enforced(tmp_path):
+  tf.keras.utils.set_random_seed(4)
+  model = VAEGAN(ARCH, TrainingConfig(batch_size=4), tf.distribute.get_strategy())
+  limits = export.ServingLimits(max_image_side=8, max_request_pixels=100, max_images=4,
+                                max_interpolation_steps=3)
+  export.export_saved_model(model, str(tmp_path / 'model'), limits)
+  loaded = tf.saved_model.load(str(tmp_path / 'model'))
+  assert {k: int(v.numpy()) for k, v in loaded.limits.items()} == dataclasses.asdict(limits)
+  assert refusal(loaded.signatures['sample'], n=np.int32(5), seed=np.int64(0)) == (
+      'input n must be between 1 and 4, got 5')
+  assert refusal(loaded.signatures['encode'], images=[png_with_header(9, 8)]) == (
+      'input images[0] is a 9x8 PNG; the model takes at most 8 px a side')
+  assert refusal(loaded.signatures['encode'], images=[png_with_header(8, 8)] * 2) == (
+      'the PNGs of images hold 128 pixels in all; the model takes at most 100 a request')
+  assert loaded.signatures['sample'](n=tf.constant(4), seed=tf.constant(0, tf.int64))[
+      'images'].shape == (4, 16, 16, 1)
+
+
+def test_request_images_counts_what_the_model_bounds():
+  pngs = np.array([b'x'] * 3, dtype=object)
+  assert export.request_images('arithmetic', dict(a=pngs, coefficients=np.zeros(0))) == 15
+  assert export.request_images('arithmetic', dict(a=pngs, coefficients=np.zeros(7))) == 21
+  assert export.request_images('interpolate', dict(start=pngs, steps=np.int32(8))) == 30
+  assert export.request_images('sample', dict(n=np.int32(9), seed=np.int64(0))) == 9
+  assert export.request_images('reconstruct', dict(images=pngs)) == 3

@@ -2,12 +2,15 @@
 import io
 import os
 
+import time
+
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 from cns_vaegan.components import glyph_examples
-from bad_glyph_files import write_bad_glyph_files
+from bad_glyph_files import png_bomb, png_with_header, write_bad_glyph_files
 
 
 def _png(image: Image.Image) -> bytes:
@@ -73,3 +76,51 @@ def test_example_parses_back_with_the_shared_feature_spec(glyph_dir):
   assert parsed['code_point'].numpy() == ord('酪')
   assert parsed['source_file'].numpy().decode() == path
   np.testing.assert_array_equal(glyph_examples.denormalize(parsed['image'].numpy()), glyph.pixels)
+
+
+def test_an_oversized_png_is_refused_from_its_header_without_decoding():
+  bomb = png_bomb(16000)  # 249 KB of zlib for 256 M pixels
+  start = time.perf_counter()
+  with pytest.raises(glyph_examples.BadGlyphFile, match=r'^U20320.png: 16000x16000 px PNG, over '
+                     r'the 2048 px a side limit \(read from its header, not decoded\)$'):
+    glyph_examples.decode_glyph('U20320.png', bomb, 16, 1)
+  assert time.perf_counter() - start < 0.5
+  assert glyph_examples.png_size(bomb) == (16000, 16000)
+  assert glyph_examples.png_size(b'GIF89a' + bomb[6:]) is None
+  with pytest.raises(glyph_examples.BadGlyphFile, match='9x8 px PNG, over the 8 px'):
+    glyph_examples.decode_glyph('U20320.png', png_with_header(9, 8), 16, 1, max_side=8)
+
+
+def test_any_decoder_failure_is_a_bad_file_whatever_its_type():
+  # Without our limit PIL itself refuses the bomb, with DecompressionBombError (no OSError).
+  with pytest.raises(glyph_examples.BadGlyphFile, match='unreadable image .DecompressionBombError'):
+    glyph_examples.decode_glyph('U20320.png', png_bomb(16000), 16, 1, max_side=10 ** 6)
+
+
+def _good_png(side=16) -> bytes:
+  return _png(Image.new('L', (side, side), 255))
+
+
+png_like = st.one_of(
+    st.binary(max_size=64),                                                  # random bytes
+    st.integers(0, 120).map(lambda n: _good_png()[:n]),                     # truncated glyphs
+    st.builds(png_with_header, st.integers(0, 2 ** 32 - 1), st.integers(0, 2 ** 32 - 1),
+              st.binary(max_size=64), st.sampled_from([1, 2, 4, 8, 16, 3]),
+              st.sampled_from([0, 2, 3, 4, 6, 5])),                          # any header, any data
+    st.builds(lambda side, cut: png_bomb(side)[:cut], st.sampled_from([1, 64, 3000]),
+              st.integers(30, 10 ** 6)),                                     # real images, cut or not
+)
+file_names = st.one_of(st.just('U20320.png'), st.text(min_size=1, max_size=30).filter(
+    lambda n: '/' not in n and '\0' not in n and n not in ('.', '..')))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(name=file_names, data=png_like)
+def test_any_file_either_decodes_to_the_model_layout_or_is_a_bad_file_naming_itself(name, data):
+  try:
+    glyph = glyph_examples.decode_glyph(name, data, 16, 1)
+  except glyph_examples.BadGlyphFile as error:
+    assert str(error).startswith(name), str(error)
+    return
+  assert glyph.pixels.shape == (16, 16, 1) and glyph.pixels.dtype == np.uint8
+  assert max(glyph_examples.png_size(data)) <= glyph_examples.MAX_IMAGE_SIDE

@@ -118,6 +118,17 @@ def test_health_and_unimplemented_methods(served):
   channel.close()
 
 
+def test_metadata_fields_other_than_signature_def_are_refused_as_tf_serving_words_it(served):
+  from tensorflow_serving.apis import get_model_metadata_pb2
+  for fields, message in (([], 'GetModelMetadataRequest must specify at least one metadata_field'),
+                          (['signature_def', 'nope'], 'Metadata field nope is not supported')):
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=fields)
+    request.model_spec.name = 'cns_vaegan'
+    with pytest.raises(grpc.RpcError) as error:
+      served['client'].predictions.GetModelMetadata(request, timeout=20)
+    assert (error.value.code(), error.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
 # ------------------------------------------------------------------------- the faults
 def _raw_predict(served, signature, inputs, name='cns_vaegan', version=None, output_filter=()):
   request = predict_pb2.PredictRequest()
@@ -159,8 +170,10 @@ def _faults(pngs):
        grpc.StatusCode.INVALID_ARGUMENT, 'Expects arg[0] ("z") to be float32 but int32 is provided'),
       ('wrong shape', dict(signature='decode', inputs={'z': np.zeros((1, 2, 3), np.float32)}),
        grpc.StatusCode.INVALID_ARGUMENT, 'input "z" has shape [1, 2, 3]'),
-      ('undecodable PNG', dict(signature='encode', inputs={'images': np.array([b'GIF89a'], dtype=object)}),
-       grpc.StatusCode.INVALID_ARGUMENT, 'input "images"[0] is not a decodable PNG image'),
+      ('not a PNG', dict(signature='encode', inputs={'images': np.array([b'GIF89a'], dtype=object)}),
+       grpc.StatusCode.INVALID_ARGUMENT, 'input images[0] is not a PNG image'),
+      ('undecodable PNG', dict(signature='encode', inputs={'images': np.array([pngs[0][:40]], dtype=object)}),
+       grpc.StatusCode.INVALID_ARGUMENT, 'Invalid PNG'),
       ('unknown output alias', dict(signature='decode', inputs={'z': z}, output_filter=['nope']),
        grpc.StatusCode.INVALID_ARGUMENT, 'output tensor alias not found in signature: nope'),
       ('batch too large', dict(signature='decode', inputs={'z': np.zeros((300, ARCH.z_dim), np.float32)}),
@@ -185,7 +198,7 @@ def test_rest_faults_map_to_http_statuses(served):
   assert status == 404 and 'Servable not found for request: Latest(nope)' in body['error']
   status, body = rest(served, '/v1/models/cns_vaegan:predict',
                       {'signature_name': 'encode', 'instances': [{'b64': 'bm90IGEgcG5n'}]})
-  assert status == 400 and 'not a decodable PNG' in body['error']
+  assert status == 400 and body['error'] == 'input images[0] is not a PNG image'
 
 
 # ------------------------------------------------------------------- versions and swap
@@ -268,19 +281,23 @@ def test_cli_coefficients_flag_sets_the_panel_width(served, tmp_path, font_path)
   assert Image.open(tmp_path / 'arith_酪-鉻+鉸.png').width == 3 * 17 + 1  # 3 inputs, 2 a values
 
 
-def test_a_version_still_being_copied_loads_on_a_later_poll_and_a_broken_one_is_given_up(tmp_path, served):
+def test_a_version_that_failed_to_load_is_retried_spaced_out_then_given_up(tmp_path, served):
   from cns_vaegan.serving.servables import ServableManager
   model_dir = tmp_path / 'cns_vaegan' / '3'
   model_dir.mkdir(parents=True)
   (model_dir / 'saved_model.pb').write_bytes(b'half a file')  # a copy in progress
-  manager = ServableManager(str(tmp_path), 'cns_vaegan', max_load_retries=2)
+  manager = ServableManager(str(tmp_path), 'cns_vaegan', max_load_retries=2, load_retry_seconds=0.3)
   assert not manager.poll_once() and manager.states[3][0] == 'LOADING'
   shutil.rmtree(model_dir)
   shutil.copytree(served['base'] / 'cns_vaegan' / '1', model_dir)  # the copy completes
+  assert not manager.poll_once()  # too soon: the retry waits load_retry_seconds
+  time.sleep(0.35)
   assert manager.poll_once() and manager.current().version == 3
   broken = tmp_path / 'cns_vaegan' / '4'
   broken.mkdir()
   (broken / 'saved_model.pb').write_bytes(b'never a model')
-  for _ in range(4):
+  for _ in range(4):  # the first try and 2 retries, then given up
     assert manager.poll_once()  # version 3 keeps serving throughout
+    time.sleep(0.35)
   assert manager.current().version == 3 and manager.states[4][0] == 'END'
+  assert manager._failed_loads[4] == 3  # pylint: disable=protected-access

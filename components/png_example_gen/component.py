@@ -3,8 +3,8 @@
 It keeps FileBasedExampleGen's driver, so the input folder is fingerprinted and a
 re-run over unchanged PNGs is a cache hit while any changed file re-ingests, and
 its standard `Examples` output, so TFX's own StatisticsGen/SchemaGen/Trainer read it.
-Two execution parameters are added: the model's image size and channel count,
-because images are converted to the model's layout here, once.
+Execution parameters are added: the model's image size and channel count, because
+images are converted to the model's layout here, once, and the largest PNG side accepted.
 """
 from typing import Optional
 
@@ -23,6 +23,7 @@ class PngExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
       **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
       executor.IMAGE_SIZE_KEY: component_spec.ExecutionParameter(type=int),
       executor.IMAGE_CHANNELS_KEY: component_spec.ExecutionParameter(type=int),
+      executor.MAX_IMAGE_SIDE_KEY: component_spec.ExecutionParameter(type=int, optional=True),
   }
 
 
@@ -44,7 +45,8 @@ class PngExampleGen(example_gen_component.FileBasedExampleGen):
 
   def __init__(self, input_base: str, image_size: int = 32, image_channels: int = 1,
                eval_percent: int = 10, input_pattern: str = '*',
-               output_config: Optional[example_gen_pb2.Output] = None):
+               output_config: Optional[example_gen_pb2.Output] = None,
+               max_image_side: int = glyph_examples.MAX_IMAGE_SIDE):
     """Args:
       input_base: folder of PNGs (local path or any filesystem TFX/Beam can read, e.g. gs://).
       image_size: side of the square images the model takes; every PNG is converted to it.
@@ -53,6 +55,7 @@ class PngExampleGen(example_gen_component.FileBasedExampleGen):
       input_pattern: glob of the files to read, relative to input_base. Every matching
         file is either an example or listed as bad in the ingestion report.
       output_config: a full example_gen_pb2.Output, overriding eval_percent.
+      max_image_side: a PNG wider or taller is listed as bad from its header, never decoded.
     """
     if image_size <= 0:
       raise ValueError(f'image_size must be positive, got {image_size}')
@@ -71,7 +74,8 @@ class PngExampleGen(example_gen_component.FileBasedExampleGen):
         output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
         examples=example_gen_component.types.Channel(
             type=example_gen_component.standard_artifacts.Examples),
-        **{executor.IMAGE_SIZE_KEY: image_size, executor.IMAGE_CHANNELS_KEY: image_channels})
+        **{executor.IMAGE_SIZE_KEY: image_size, executor.IMAGE_CHANNELS_KEY: image_channels,
+           executor.MAX_IMAGE_SIDE_KEY: max_image_side})
     # Skip FileBasedExampleGen.__init__ (it would build the plain spec) but keep its
     # class attributes: driver, and the base component's initialisation.
     super(example_gen_component.FileBasedExampleGen, self).__init__(spec=spec)

@@ -23,21 +23,34 @@ from cns_vaegan.components import glyph_examples
 
 IMAGE_SIZE_KEY = 'image_size'
 IMAGE_CHANNELS_KEY = 'image_channels'
+MAX_IMAGE_SIDE_KEY = 'max_image_side'
 REPORT_FILE_NAME = 'ingestion_report.json'
 _REPORT_URI_KEY = '_ingestion_report_uri'  # private: set by Do, read by the PTransform
 _BAD = 'bad'
 
 
-def _decode(readable_file, size: int, channels: int):
-  """One matched file -> Glyph (main output) or {'file', 'reason'} (tagged 'bad')."""
+def _decode(readable_file, size: int, channels: int, max_side: int):
+  """One matched file -> Glyph (main output) or {'file', 'reason'} (tagged 'bad').
+
+  Whatever a file does to the reader or decoder, it is listed, never raised: one file must
+  not fail the run.
+  """
   path = readable_file.metadata.path
   try:
     data = readable_file.read()
-    yield glyph_examples.decode_glyph(path, data, size, channels)
+  except Exception as error:  # pylint: disable=broad-except  (unreadable from the filesystem)
+    yield beam.pvalue.TaggedOutput(_BAD, {'file': path, 'reason': (
+        f'{os.path.basename(path)}: cannot read file ({type(error).__name__}: {error})')})
+    return
+  try:
+    glyph = glyph_examples.decode_glyph(path, data, size, channels, max_side)
   except glyph_examples.BadGlyphFile as error:
     yield beam.pvalue.TaggedOutput(_BAD, {'file': path, 'reason': str(error)})
-  except OSError as error:  # unreadable from the filesystem
-    yield beam.pvalue.TaggedOutput(_BAD, {'file': path, 'reason': f'cannot read file: {error}'})
+  except Exception as error:  # pylint: disable=broad-except  (a failure decode_glyph did not foresee)
+    yield beam.pvalue.TaggedOutput(_BAD, {'file': path, 'reason': (
+        f'{os.path.basename(path)}: {type(error).__name__}: {error}')})
+  else:
+    yield glyph
 
 
 def _keep_first_of_duplicates(keyed: tuple):
@@ -74,12 +87,13 @@ def _PngToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
   pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
   size = exec_properties[IMAGE_SIZE_KEY]
   channels = exec_properties[IMAGE_CHANNELS_KEY]
+  max_side = exec_properties.get(MAX_IMAGE_SIDE_KEY) or glyph_examples.MAX_IMAGE_SIDE
 
   decoded = (
       pipeline
       | 'MatchFiles' >> fileio.MatchFiles(pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
       | 'ReadMatches' >> fileio.ReadMatches()  # skips directories
-      | 'Decode' >> beam.FlatMap(_decode, size, channels).with_outputs(_BAD, main='glyphs'))
+      | 'Decode' >> beam.FlatMap(_decode, size, channels, max_side).with_outputs(_BAD, main='glyphs'))
   unique = (
       decoded.glyphs
       | 'KeyByCharacter' >> beam.Map(lambda glyph: (glyph.character, glyph))

@@ -8,32 +8,101 @@ Every signature has a batch dimension (see README, "Serving signatures").
 The latent arithmetic and interpolation are computed on the encoder means (pre-tanh,
 the space whose prior is N(0, I)); the result passes through the same map the decoder
 was trained on (tanh when latent_tanh), so the decoder only ever sees its own space.
+
+Every request's work is bounded in the graph itself, so TF Serving running this model is
+bounded too: each PNG's size is read from its IHDR and refused before any decoding, and
+every signature's image count (N, N·K, N·(steps + 2), n) is checked before any network
+runs, against ServingLimits recorded in the model (`loaded.limits`). A refusal is an
+InvalidArgument "assertion failed: [<message naming the input>]".
 """
+import dataclasses
+
+import numpy as np
 import tensorflow as tf
 
+from cns_vaegan.components import glyph_examples
 from cns_vaegan.components.trainer.vaegan import VAEGAN
 
 SEED_COEFFICIENTS = (0.25, 0.5, 1.0, 2.0, 3.0)  # the seed's a in a·(A − B + C)
-MAX_SAMPLES = 1024
-MAX_INTERPOLATION_STEPS = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingLimits:
+  """The most work one request may ask of the exported model."""
+  max_image_side: int = glyph_examples.MAX_IMAGE_SIDE  # PNG width and height (IHDR), each
+  max_request_pixels: int = 16 * glyph_examples.MAX_IMAGE_SIDE ** 2  # all PNGs of a request
+  max_images: int = 1024            # images in or out: N, N·K, N·(steps + 2), n
+  max_interpolation_steps: int = 64
+
+
+def _text(part) -> tf.Tensor:
+  if isinstance(part, str):
+    return tf.constant(part)
+  return part if part.dtype == tf.string else tf.strings.as_string(part)
+
+
+def _require(condition, *parts) -> tf.Operation:
+  """Refuses the request unless `condition`, with the message `parts` (text and scalars).
+
+  The whole message is the assertion's only datum, so clients read it as
+  'assertion failed: [<message>]', intact.
+  """
+  return tf.debugging.Assert(condition, [tf.strings.join([_text(p) for p in parts])], summarize=1)
+
+
+def _after(checks, tensor):
+  """`tensor`, computed only once every check has passed (tf.function orders only stateful ops)."""
+  with tf.control_dependencies(checks):
+    return tf.identity(tensor)
+
+
+def _shape_text(tensor) -> tf.Tensor:
+  return tf.strings.join(['[', tf.strings.reduce_join(tf.strings.as_string(tf.shape(tensor)),
+                                                      separator=', '), ']'])
 
 
 def _checked_shape(tensor, shape, name):
   """`tensor` with its static shape set, after a check that names the input when it is wrong."""
   wanted = ', '.join('N' if d is None else str(d) for d in shape)
-  check = tf.debugging.assert_equal(
-      tf.shape(tensor)[1:], tf.constant(shape[1:]),
-      message=f"input {name} must have shape [{wanted}]")
-  with tf.control_dependencies([check]):
-    return tf.ensure_shape(tf.identity(tensor), shape)
+  check = _require(tf.reduce_all(tf.equal(tf.shape(tensor)[1:], tf.constant(shape[1:]))),
+                   f'input {name} must have shape [{wanted}], got ', _shape_text(tensor))
+  return tf.ensure_shape(_after([check], tensor), shape)
+
+
+def png_sizes(pngs) -> tuple:
+  """(is_png [N] bool, width [N] int64, height [N] int64) from each string's first 24 bytes.
+
+  The PNG signature, then the IHDR chunk (its length, its type, then width and height as
+  big-endian uint32): read without decoding, so an image's size is known before it is.
+  """
+  head = tf.strings.substr(tf.strings.join([tf.strings.substr(pngs, 0, 24), b'\0' * 24]), 0, 24)
+  raw = tf.reshape(tf.io.decode_raw(head, tf.uint8), [-1, 24])
+  expected = tf.constant(list(glyph_examples.PNG_SIGNATURE + b'\0\0\0\x0dIHDR'), tf.uint8)
+  is_png = tf.logical_and(tf.reduce_all(tf.equal(raw[:, :16], expected), axis=1),
+                          tf.strings.length(pngs) >= 24)
+  big_endian = tf.reshape(tf.cast(raw[:, 16:24], tf.int64), [-1, 2, 4])
+  size = tf.reduce_sum(big_endian * tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64), axis=2)
+  return is_png, size[:, 0], size[:, 1]
+
+
+def _first(mask) -> tf.Tensor:
+  """Index of the first true element (0 when none or empty, so messages always build)."""
+  return tf.argmax(tf.concat([tf.cast(mask, tf.int32), [1]], 0), output_type=tf.int32)
+
+
+def _at(values, i) -> tf.Tensor:
+  return tf.gather(tf.concat([values, tf.zeros([1], values.dtype)], 0), i)
 
 
 class GlyphModel(tf.Module):
   """What gets saved: the encoder, the decoder, and the signatures."""
 
-  def __init__(self, model: VAEGAN):
+  def __init__(self, model: VAEGAN, limits: ServingLimits = ServingLimits()):
     super().__init__()
     self.encoder, self.decoder = model.encoder, model.decoder
+    # Read by the graph and by whoever loads the model (`loaded.limits['max_images']`).
+    self.limits = {name: tf.Variable(value, trainable=False, dtype=tf.int64, name=name)
+                   for name, value in dataclasses.asdict(limits).items()}
     self.latent_tanh = model.config.latent_tanh
     self.arch = model.arch
     h, w, c = model.arch.image_shape
@@ -69,11 +138,47 @@ class GlyphModel(tf.Module):
         lambda: tf.clip_by_value(tf.image.resize_with_pad(
             image, self.height, self.width, method='lanczos3'), 0.0, 1.0))
 
-  def _pixels_from_png(self, pngs, name):
-    tf.debugging.assert_rank(pngs, 1, message=f"input {name} must be a 1-D batch of PNG strings")
-    return tf.map_fn(self._decode_png, pngs,
+  def _limit(self, name):
+    return self.limits[name].read_value()
+
+  def _count_check(self, count, *what) -> tf.Operation:
+    """Refuses a request that would take or make no image, or more than max_images."""
+    limit, count = self._limit('max_images'), tf.cast(count, tf.int64)
+    return _require(tf.logical_and(count >= 1, count <= limit), *what, ' = ', count,
+                    ' images; the model takes 1 to ', limit, ' a request')
+
+  def _png_checks(self, named_pngs, checks=()) -> list:
+    """Signature, size and total pixels of every PNG input, each check after the previous one."""
+    side, budget = self._limit('max_image_side'), self._limit('max_request_pixels')
+    checks, total = list(checks), tf.constant(0, tf.int64)
+    for pngs, name in named_pngs:
+      is_png, width, height = png_sizes(pngs)
+      with tf.control_dependencies(checks):
+        checks.append(_require(tf.reduce_all(is_png), f'input {name}[', _first(~is_png),
+                               '] is not a PNG image'))
+      with tf.control_dependencies(checks):
+        too_big = tf.logical_or(width > side, height > side)
+        i = _first(too_big)
+        checks.append(_require(~tf.reduce_any(too_big), f'input {name}[', i, '] is a ',
+                               _at(width, i), 'x', _at(height, i),
+                               ' PNG; the model takes at most ', side, ' px a side'))
+      total += tf.reduce_sum(width * height)
+    with tf.control_dependencies(checks):
+      names = ' and '.join(name for _, name in named_pngs)
+      checks.append(_require(total <= budget, f'the PNGs of {names} hold ', total,
+                             ' pixels in all; the model takes at most ', budget, ' a request'))
+    return checks
+
+  def _pixels_from_png(self, pngs, name, checks):
+    """Decodes a batch of PNGs once `checks` have passed."""
+    return tf.map_fn(self._decode_png, _after(checks, pngs),
                      fn_output_signature=tf.TensorSpec([self.height, self.width, self.channels],
                                                        tf.float32))
+
+  def _checked_pngs(self, images):
+    """One batch of PNGs, counted and checked, then decoded."""
+    count = self._count_check(tf.size(images), 'input images has N')
+    return self._pixels_from_png(images, 'images', self._png_checks([(images, 'images')], [count]))
 
   def _to_png(self, images):
     """float [0, 1] (..., h, w, c) -> PNG strings (...)."""
@@ -105,24 +210,28 @@ class GlyphModel(tf.Module):
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='images')])
   def encode(self, images):
     """PNG strings [N] -> z [N, z_dim] (the decoder's space), mean, log_variance."""
-    return self._encode_outputs(self._pixels_from_png(images, 'images'))
+    return self._encode_outputs(self._checked_pngs(images))
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32, name='pixels')])
   def encode_pixels(self, pixels):
     """Float pixels [N, h, w, c] in [0, 1] at the model size -> z, mean, log_variance."""
     pixels = _checked_shape(pixels, [None, self.height, self.width, self.channels], 'pixels')
-    return self._encode_outputs(pixels)
+    count = self._count_check(tf.shape(pixels)[0], 'input pixels has N')
+    return self._encode_outputs(_after([count], pixels))
 
   @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name='z')])
   def decode(self, z):
     """z [N, z_dim] in the decoder's space -> images [N, h, w, c] in [0, 1], png_bytes [N]."""
-    return self._image_outputs(self._decode_pixels(_checked_shape(z, [None, self.z_dim], 'z')))
+    z = _checked_shape(z, [None, self.z_dim], 'z')
+    count = self._count_check(tf.shape(z)[0], 'input z has N')
+    return self._image_outputs(self._decode_pixels(_after([count], z)))
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='images')])
   def reconstruct(self, images):
     """PNG strings [N] -> their reconstructions (images [N, h, w, c], png_bytes [N])."""
-    encoded = self._encode_outputs(self._pixels_from_png(images, 'images'))
+    encoded = self._encode_outputs(self._checked_pngs(images))
     return self._image_outputs(self._decode_pixels(encoded['z']))
+
 
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name='a'), tf.TensorSpec([None], tf.string, name='b'),
@@ -138,17 +247,22 @@ class GlyphModel(tf.Module):
     """
     coefficients = tf.cond(tf.size(coefficients) > 0, lambda: coefficients,
                            lambda: tf.constant(SEED_COEFFICIENTS, tf.float32))
-    n = tf.shape(a)[0]
-    for name, value in (('b', b), ('c', c)):
-      tf.debugging.assert_equal(tf.shape(value)[0], n,
-                                message=f"inputs a and {name} must have the same batch size")
-    pixels = [self._pixels_from_png(x, name) for x, name in ((a, 'a'), (b, 'b'), (c, 'c'))]
+    n, k = tf.shape(a)[0], tf.size(coefficients)
+    checks = [_require(tf.equal(tf.shape(value)[0], n), f'inputs a and {name} must have the same '
+                       'batch size, got ', n, ' and ', tf.shape(value)[0])
+              for name, value in (('b', b), ('c', c))]
+    with tf.control_dependencies(checks):
+      checks.append(self._count_check(tf.cast(n, tf.int64) * tf.cast(k, tf.int64),
+                                      'inputs a and coefficients make N*K = ', n, '*', k))
+    named = ((a, 'a'), (b, 'b'), (c, 'c'))
+    checks = self._png_checks(named, checks)
+    pixels = [self._pixels_from_png(x, name, checks) for x, name in named]
     means = [self._means(p)[0] for p in pixels]
     reconstructions = tf.stack([self._decode_pixels(self._to_decoder_space(m)) for m in means], 1)
     combined = means[0] - means[1] + means[2]                                   # [N, z]
     scaled = coefficients[None, :, None] * combined[:, None, :]                 # [N, K, z]
     decoded = self._decode_pixels(self._to_decoder_space(tf.reshape(scaled, [-1, self.z_dim])))
-    images = tf.reshape(decoded, tf.concat([[n, tf.size(coefficients)],
+    images = tf.reshape(decoded, tf.concat([[n, k],
                                             [self.height, self.width, self.channels]], 0))
     input_domain = tf.clip_by_value(pixels[0] - pixels[1] + pixels[2], 0.0, 1.0)
     return {
@@ -167,17 +281,23 @@ class GlyphModel(tf.Module):
     images [N, steps + 2, h, w, c] and png_bytes [N, steps + 2]; the decodings at both ends are
     the reconstructions, since the line runs from one code to the other.
     """
-    tf.debugging.assert_equal(tf.shape(end)[0], tf.shape(start)[0],
-                              message="inputs start and end must have the same batch size")
-    tf.debugging.assert_greater_equal(steps, 2, message="input steps must be at least 2")
-    tf.debugging.assert_less_equal(steps, MAX_INTERPOLATION_STEPS,
-                                   message=f"input steps must be at most {MAX_INTERPOLATION_STEPS}")
-    first, last = self._pixels_from_png(start, 'start'), self._pixels_from_png(end, 'end')
+    n, max_steps = tf.shape(start)[0], self._limit('max_interpolation_steps')
+    checks = [_require(tf.equal(tf.shape(end)[0], n), 'inputs start and end must have the same '
+                       'batch size, got ', n, ' and ', tf.shape(end)[0])]
+    with tf.control_dependencies(checks):
+      checks.append(_require(tf.logical_and(steps >= 2, tf.cast(steps, tf.int64) <= max_steps),
+                             'input steps must be between 2 and ', max_steps, ', got ', steps))
+    with tf.control_dependencies(checks):
+      checks.append(self._count_check(tf.cast(n, tf.int64) * tf.cast(steps + 2, tf.int64),
+                                      'inputs start and steps make N*(steps + 2) = ', n, '*(',
+                                      steps, ' + 2)'))
+    named = ((start, 'start'), (end, 'end'))
+    checks = self._png_checks(named, checks)
+    first, last = (self._pixels_from_png(x, name, checks) for x, name in named)
     m0, m1 = self._means(first)[0], self._means(last)[0]
     weights = tf.linspace(0.0, 1.0, steps)[None, :, None]                       # [1, S, 1]
     line = (1.0 - weights) * m0[:, None, :] + weights * m1[:, None, :]          # [N, S, z]
     decoded = self._decode_pixels(self._to_decoder_space(tf.reshape(line, [-1, self.z_dim])))
-    n = tf.shape(start)[0]
     decoded = tf.reshape(decoded, [n, steps, self.height, self.width, self.channels])
     strip = tf.concat([first[:, None], decoded, last[:, None]], axis=1)
     return self._image_outputs(strip)
@@ -186,9 +306,10 @@ class GlyphModel(tf.Module):
                                 tf.TensorSpec([], tf.int64, name='seed')])
   def sample(self, n, seed):
     """n glyphs from the prior (N(0, I), through tanh when latent_tanh), reproducible by seed."""
-    tf.debugging.assert_greater_equal(n, 1, message="input n must be at least 1")
-    tf.debugging.assert_less_equal(n, MAX_SAMPLES, message=f"input n must be at most {MAX_SAMPLES}")
-    eps = tf.random.stateless_normal(tf.stack([n, self.z_dim]),
+    limit = self._limit('max_images')
+    check = _require(tf.logical_and(n >= 1, tf.cast(n, tf.int64) <= limit),
+                     'input n must be between 1 and ', limit, ', got ', n)
+    eps = tf.random.stateless_normal(tf.stack([_after([check], n), self.z_dim]),
                                      seed=tf.stack([seed, tf.constant(0, tf.int64)]))
     z = self._to_decoder_space(eps)
     return dict(self._image_outputs(self._decode_pixels(z)), z=z)
@@ -202,6 +323,23 @@ class GlyphModel(tf.Module):
     }
 
 
-def export_saved_model(model: VAEGAN, export_dir: str) -> None:
-  module = GlyphModel(model)
+def request_images(signature_name: str, inputs) -> int:
+  """The images a request asks of a signature (what max_images bounds), from its numpy inputs.
+
+  For servers, to refuse a request before running it: N for the batch signatures, N·K for
+  arithmetic (K = 5 when no coefficients are sent), N·(steps + 2) for interpolate, n for sample.
+  """
+  def batch(alias):
+    return len(inputs[alias]) if np.ndim(inputs.get(alias, 0)) else 0
+  if signature_name == 'arithmetic':
+    return batch('a') * (batch('coefficients') or len(SEED_COEFFICIENTS))
+  if signature_name == 'interpolate' and np.ndim(inputs.get('steps', 0)) == 0:
+    return batch('start') * (int(inputs['steps']) + 2)
+  if signature_name == 'sample' and np.ndim(inputs.get('n', 0)) == 0:
+    return int(inputs['n'])
+  return max((len(v) for v in inputs.values() if np.ndim(v)), default=0)
+
+
+def export_saved_model(model: VAEGAN, export_dir: str, limits: ServingLimits = ServingLimits()) -> None:
+  module = GlyphModel(model, limits)
   tf.saved_model.save(module, export_dir, signatures=module.signatures())
