@@ -2,7 +2,10 @@
 # Builds the image every Kubeflow step runs in (the repository Dockerfile) on a bare
 # Debian host, CPU-only unless --cuda; .ci/run uses it before the tests.
 #
-#   scripts/build_image.sh [--tag NAME] [--cuda] [-- MORE DOCKER BUILD ARGUMENTS]
+#   scripts/build_image.sh [--tag NAME] [--cuda] [--prepare] [-- MORE DOCKER BUILD ARGUMENTS]
+#
+# --prepare stops after steps 1 and 2 (all that needs apt and root), so the build can run
+# beside other work, as .ci/run runs it beside the environment's set-up.
 #
 # 1. Docker: without `dockerd`, installs Debian's docker.io; when no daemon answers,
 #    starts `dockerd` in the background (overlay2, default flags; log in
@@ -25,6 +28,7 @@ TAG=${CNS_IMAGE:-cns-vaegan:dev}
 BASE=${CNS_BASE_IMAGE:-debian:trixie-slim}
 MIRROR=${CNS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CUDA=0
+PREPARE=0
 DOCKERD_LOG=/var/log/cns-dockerd.log
 
 die() { echo "build_image.sh: $*" >&2; exit 1; }
@@ -39,8 +43,9 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --tag) TAG=$2; shift 2 ;;
     --cuda) CUDA=1; shift ;;
+    --prepare) PREPARE=1; shift ;;
     --) shift; break ;;
-    *) die "unknown argument $1 (usage: scripts/build_image.sh [--tag NAME] [--cuda] [-- DOCKER BUILD ARGS])" ;;
+    *) die "unknown argument $1 (usage: scripts/build_image.sh [--tag NAME] [--cuda] [--prepare] [-- DOCKER BUILD ARGS])" ;;
   esac
 done
 
@@ -103,5 +108,6 @@ total=$SECONDS
 timed "docker install" install_docker
 timed "dockerd start" start_dockerd
 timed "base image" base_image
+[ "$PREPARE" = 0 ] || exit 0
 timed "image build" build "$@"
 log "built $TAG ($(docker image inspect -f '{{.Size}}' "$TAG" | awk '{printf "%.2f GB", $1/1e9}')) in $((SECONDS - total)) s"
