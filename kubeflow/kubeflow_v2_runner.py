@@ -28,6 +28,9 @@ from cns_vaegan.pipeline import configs, local_runner, pipeline
 
 DEFAULT_OUTPUT = 'cns-vaegan.yaml'
 DEFAULT_EXPERIMENT = 'cns-vaegan'
+# Every step's command: TFX's entrypoint behind kubeflow/container_entrypoint.py, which
+# types the input artifacts that KFP's launchers pass untyped.
+CONTAINER_COMMAND = ['python', '-m', 'cns_vaegan.kubeflow.container_entrypoint']
 
 
 def config_file_args(path: str) -> Tuple[List[str], List[str]]:
@@ -132,12 +135,14 @@ def compile_pipeline(args: argparse.Namespace) -> Dict:
   """Writes the KFP v2 pipeline spec to args.output (YAML, or JSON by extension); returns it.
 
   Pipeline spec schema 2.1 because open-source KFP resolves only its parameter constants.
+  Steps run CONTAINER_COMMAND, which takes TFX's entrypoint arguments.
   The pipeline root is stored as the spec's default, so a spec uploaded by hand runs there too.
   """
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
       config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-          default_image=args.container_image, use_pipeline_spec_2_1=True))
+          default_image=args.container_image, default_commands=CONTAINER_COMMAND,
+          use_pipeline_spec_2_1=True))
   job = runner.run(create_pipeline(args), write_out=False)  # a PipelineJob, as a dict
   spec = job['pipelineSpec']
   spec['defaultPipelineRoot'] = args.pipeline_root

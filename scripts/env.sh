@@ -19,6 +19,8 @@
 #   CNS_ENV_CACHE   where root filesystems are cached (default /var/cache/cns-vaegan)
 #   CNS_ENV_MODE    force "venv" or "rootfs" instead of choosing by glibc version
 #   CNS_EXTRA_MOUNTS  colon-separated host paths to also bind into the root filesystem
+# The Docker daemon's socket (DOCKER_HOST's unix path, default /var/run/docker.sock) is
+# bound in too when it exists, so code inside reaches the host's Docker (kfp.local).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -85,6 +87,15 @@ install_project() {
 # ------------------------------------------------------- Debian 13 root filesystem
 rootfs_dir() { echo "$CACHE/rootfs-$(env_key)"; }
 
+# The Docker socket's real path (symlinks such as /var/run -> /run resolved), if it exists.
+docker_socket() {
+  local host=${DOCKER_HOST:-unix:///var/run/docker.sock} path
+  [ "${host#unix://}" != "$host" ] || return 0
+  path=$(readlink -f "${host#unix://}" 2>/dev/null) || return 0
+  [ -S "$path" ] && echo "$path"
+  return 0
+}
+
 # Runs "$@" inside root filesystem $1 in a private mount namespace (mounts vanish on exit).
 enter() {
   local root=$1; shift
@@ -92,7 +103,7 @@ enter() {
   # shellcheck disable=SC2016
   unshare -m --propagation private -- bash -c '
     set -e
-    root=$1; mounts=$2; shift 2
+    root=$1; mounts=$2; socket=$3; shift 3
     mount -t proc proc "$root/proc"
     mount --rbind /dev "$root/dev"
     mount --rbind /sys "$root/sys"
@@ -102,10 +113,13 @@ enter() {
       mkdir -p "$root$d" && mount --rbind "$d" "$root$d"
     done
     unset IFS
+    if [ -n "$socket" ]; then
+      mkdir -p "$root${socket%/*}" && touch "$root$socket" && mount --bind "$socket" "$root$socket"
+    fi
     exec chroot "$root" /usr/bin/env -u PIP_FIND_LINKS -u PYTHONPATH -u PYTHONHOME \
       PATH=/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
       PIP_CONFIG_FILE=/dev/null "$@"
-  ' enter "$root" "$mounts" "$@"
+  ' enter "$root" "$mounts" "$(docker_socket)" "$@"
 }
 
 in_root() {  # run a command in the root filesystem with the venv on PATH, cwd = $PWD

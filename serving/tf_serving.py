@@ -8,10 +8,14 @@ batching.config   server-side batching parameters (--enable_batching)
 monitoring.config Prometheus metrics at /monitoring/prometheus/metrics on the REST port
 
 Without the binary on PATH (it cannot be installed on these machines) it writes the
-files, prints the command and the equivalent `docker run`, and exits with status 2.
+files, prints the command and the equivalent `docker run`, and exits with status 2. The
+container sees the base path at /models and its own copy of the files (in
+<config dir>/docker, naming /models) at /config: a host path means nothing inside it.
 """
 import argparse
 import os
+import posixpath
+import shlex
 import shutil
 import sys
 from typing import Dict, List, Sequence
@@ -21,6 +25,9 @@ from tensorflow_serving.config import model_server_config_pb2
 
 BINARY = 'tensorflow_model_server'
 TF_SERVING_IMAGE = 'tensorflow/serving:2.19.1'
+# Where `docker run` mounts the Pusher's base path and the config files in the container.
+CONTAINER_MODELS = '/models'
+CONTAINER_CONFIG = '/config'
 
 
 def model_server_config(model_name: str, base_path: str,
@@ -74,6 +81,21 @@ def command(paths: Dict[str, str], port: int = 8500, rest_port: int = 8501) -> L
           f'--monitoring_config_file={paths["monitoring.config"]}']
 
 
+def docker_run(model_base_path: str, config_dir: str, model_name: str, versions: Sequence[int] = (),
+               port: int = 8500, rest_port: int = 8501, **batching) -> List[str]:
+  """The `docker run` of the official image serving `model_base_path`: writes the container's
+  config files (paths as the container sees them) to <config_dir>/docker; returns argv."""
+  docker_dir = os.path.join(os.path.abspath(config_dir), 'docker')
+  files = write_configs(docker_dir, model_name, CONTAINER_MODELS, versions, **batching)
+  in_container = {name: posixpath.join(CONTAINER_CONFIG, name) for name in files}
+  # The image's entrypoint adds --model_name/--model_base_path; run the server itself, as
+  # kubeflow/serving/deployment.yaml does.
+  return ['docker', 'run', '--rm', '-p', f'{port}:8500', '-p', f'{rest_port}:8501',
+          '-v', f'{os.path.abspath(model_base_path)}:{CONTAINER_MODELS}:ro',
+          '-v', f'{docker_dir}:{CONTAINER_CONFIG}:ro',
+          '--entrypoint', BINARY, TF_SERVING_IMAGE] + command(in_container)[1:]
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--model-base-path', required=True, help='the Pusher\'s base directory')
@@ -88,11 +110,11 @@ def main(argv=None) -> int:
                         args.versions, max_batch_size=args.max_batch_size)
   argv_out = command(paths, args.port, args.rest_port)
   if shutil.which(BINARY) is None:
+    docker = docker_run(args.model_base_path, args.config_dir, args.model_name, args.versions,
+                        args.port, args.rest_port, max_batch_size=args.max_batch_size)
     print(f'tf_serving: {BINARY} is not on PATH. Wrote {", ".join(paths.values())}.\n'
-          f'Run: {" ".join(argv_out)}\n'
-          f'or:  docker run -p {args.port}:8500 -p {args.rest_port}:8501 '
-          f'-v {os.path.abspath(args.model_base_path)}:/models -v {os.path.abspath(args.config_dir)}:/config '
-          f'{TF_SERVING_IMAGE} --model_config_file=/config/models.config ...\n'
+          f'Run: {shlex.join(argv_out)}\n'
+          f'or:  {shlex.join(docker)}\n'
           'or serve with the embedded server: python -m cns_vaegan.serving.model_server '
           f'--model-base-path {args.model_base_path}', file=sys.stderr)
     return 2

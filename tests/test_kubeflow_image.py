@@ -1,7 +1,8 @@
-"""The container image recipe (Dockerfile, .dockerignore) cannot be built here (no Docker
-engine); these checks keep it the environment the tests run in: the same Debian release
-and Debian packages as scripts/env.sh, the same requirements.lock, the project installed,
-and a build context that holds every file the package needs."""
+"""The container image recipe (Dockerfile, .dockerignore), read: the environment the tests
+run in (the same Debian release and Debian packages as scripts/env.sh, the same
+requirements.lock, the project installed), layered so a code change rebuilds only the
+project's layer, and a build context that holds every file the package needs. Building
+and running it is tests/test_kubeflow_local_run.py's job (scripts/build_image.sh)."""
 import fnmatch
 import os
 import re
@@ -17,9 +18,11 @@ def _read(name):
 
 
 def _stages():
-  """[(base image, text of the stage)] of the Dockerfile."""
-  parts = re.split(r'^FROM\s+', _read('Dockerfile'), flags=re.M)[1:]
-  return [(part.split()[0], part) for part in parts]
+  """[(base image, text of the stage)] of the Dockerfile; ${ARG}s before the first FROM
+  resolved to their defaults."""
+  header, *parts = re.split(r'^FROM\s+', _read('Dockerfile'), flags=re.M)
+  defaults = dict(re.findall(r'^ARG (\w+)=(\S+)$', header, re.M))
+  return [(re.sub(r'\$\{(\w+)\}', lambda m: defaults[m.group(1)], part.split()[0]), part) for part in parts]
 
 
 def _apt_packages(stage):
@@ -45,8 +48,13 @@ def test_dockerfile_rebuilds_the_test_environment():
   assert f'/venv/bin/pip install --no-cache-dir -r {locks_dir}/requirements-gpu.lock' in build
   gpu_lock = _read('requirements-gpu.lock')
   assert 'nvidia-cudnn-cu12==' in gpu_lock and 'nvidia-cublas-cu12==' in gpu_lock
-  assert '/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation /src' in build
-  assert 'COPY --from=build /venv /venv' in runtime
+  # A proxy's CA for pip (scripts/build_image.sh passes the host's), before pip, build stage only.
+  assert build.index('ARG EXTRA_CA_CERTS=') < build.index('update-ca-certificates') < build.index('pip install')
+  assert 'EXTRA_CA_CERTS' not in runtime
+  # The project last, after the venv copy: a code change rebuilds one small layer.
+  assert 'COPY . ' not in build
+  project = '/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation /src'
+  assert runtime.index('COPY --from=build /venv /venv') < runtime.index('COPY . /src') < runtime.index(project)
   # The spec's commands start with `python -m ...`: the venv's python must come first.
   assert re.search(r'^ENV PATH=/venv/bin:\$PATH', runtime, re.M)
 

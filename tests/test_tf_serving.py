@@ -34,6 +34,37 @@ def test_without_the_binary_it_says_what_to_run_and_exits_2(tmp_path, capsys, mo
   assert 'tensorflow_model_server is not on PATH' in message and 'docker run' in message
 
 
+def _host_path(container_path, docker_argv):
+  """The host path behind a container path, through docker_argv's -v mounts; None if unmounted."""
+  mounts = [docker_argv[i + 1].split(':')[:2] for i, arg in enumerate(docker_argv) if arg == '-v']
+  for host, target in mounts:
+    if container_path == target or container_path.startswith(target + '/'):
+      return host + container_path[len(target):]
+  return None
+
+
+def test_docker_run_names_only_paths_the_container_sees(tmp_path):
+  base = tmp_path / 'serving'
+  (base / 'cns_vaegan' / '1700000000').mkdir(parents=True)
+  (base / 'cns_vaegan' / '1700000000' / 'saved_model.pb').write_bytes(b'')
+  argv = tf_serving.docker_run(str(base), str(tmp_path / 'config'), 'cns_vaegan', port=9000, rest_port=9001)
+  image_at = argv.index(tf_serving.TF_SERVING_IMAGE)
+  assert argv[:3] == ['docker', 'run', '--rm'] and '9000:8500' in argv and '9001:8501' in argv
+  assert argv[image_at - 2:image_at] == ['--entrypoint', 'tensorflow_model_server']
+  in_container = argv[image_at + 1:]
+  flags = dict(arg[2:].split('=', 1) for arg in in_container if '=' in arg)
+  for name in ('model_config_file', 'batching_parameters_file', 'monitoring_config_file'):
+    assert flags[name].startswith('/config/') and os.path.isfile(_host_path(flags[name], argv)), name
+  models_config = open(_host_path(flags['model_config_file'], argv)).read()
+  assert str(tmp_path) not in ' '.join(in_container) + models_config  # no host path inside
+  [model] = text_format.Parse(models_config, model_server_config_pb2.ModelServerConfig()).model_config_list.config
+  assert model.base_path == '/models/cns_vaegan'
+  assert os.path.isfile(os.path.join(_host_path(model.base_path, argv), '1700000000', 'saved_model.pb'))
+  # The local binary's own files still name the host path.
+  local = tf_serving.write_configs(str(tmp_path / 'config'), 'cns_vaegan', str(base))
+  assert f'base_path: "{base}/cns_vaegan"' in open(local['models.config']).read()
+
+
 @pytest.mark.skipif(not REAL_SERVER, reason='set CNS_TF_SERVING_ADDRESS=host:port of a '
                     'tensorflow_model_server serving cns_vaegan to run the client against it')
 def test_the_same_client_passes_against_real_tf_serving(glyph_dir):

@@ -1,0 +1,156 @@
+"""The compiled Kubeflow pipeline, executed: KFP's own local runner (kfp.local with its
+DockerRunner) runs every task of the spec kubeflow_v2_runner compiles for open-source KFP,
+each in the project's image, on a few dozen glyphs and a tiny network. Then the embedded
+server serves what the Pusher pushed.
+
+Needs a Docker daemon and the image (scripts/build_image.sh; name CNS_IMAGE, default
+cns-vaegan:dev), built from this checkout. Without them the test is skipped and says so;
+with CNS_REQUIRE_DOCKER=1 (as .ci/run sets) it fails instead.
+"""
+import glob
+import json
+import os
+import shutil
+
+import pytest
+from google.protobuf import json_format
+from kfp.local import executor_input_utils, executor_output_utils
+
+from cns_vaegan.kubeflow import kubeflow_v2_runner
+from cns_vaegan.pipeline import configs
+from cns_vaegan.serving import servables
+from cns_vaegan.serving.client import GlyphClient
+from cns_vaegan.serving.model_server import ModelServer
+from conftest import TEST_SIZE, TINY_ARCHITECTURE
+
+IMAGE = os.environ.get('CNS_IMAGE', 'cns-vaegan:dev')
+BEAM_ARGS = ['--direct_running_mode=in_memory', '--direct_num_workers=1']
+
+
+def docker_problem(image):
+  """Why the image cannot run here, or None."""
+  try:
+    import docker  # pylint: disable=import-outside-toplevel
+    client = docker.from_env()
+    client.ping()
+  except Exception as error:  # pylint: disable=broad-except
+    return f'no Docker daemon answers ({error})'
+  try:
+    client.images.get(image)
+  except docker.errors.ImageNotFound:
+    return f'the image {image} is not built'
+  finally:
+    client.close()
+  return None
+
+
+def require_image(image, required):
+  """Skips, saying what did not run and why, where the image cannot run; fails instead
+  where it is `required` (CI)."""
+  problem = docker_problem(image)
+  if problem:
+    message = (f'NOT RUN: the compiled Kubeflow pipeline in Docker (kfp.local): {problem}. '
+               'Run scripts/build_image.sh (as root: it installs and starts Docker if needed).')
+    if required:
+      pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope='module')
+def image():
+  require_image(IMAGE, required=os.environ.get('CNS_REQUIRE_DOCKER') == '1')
+  return IMAGE
+
+
+def runner_argv(root, image, output):
+  """Runner flags for a tiny run; every path under `root`, the only folder kfp.local's
+  DockerRunner mounts into the containers."""
+  architecture = os.path.join(root, 'architecture.json')
+  with open(architecture, 'w') as f:
+    json.dump(TINY_ARCHITECTURE, f)
+  thresholds = os.path.join(root, 'thresholds.json')  # a 4-step model only has to serve
+  with open(thresholds, 'w') as f:
+    json.dump({'serving.all_ok': {'min': 1}}, f)
+  return ['--pipeline-root', f'{root}/tfx', '--data-root', f'{root}/glyphs',
+          '--serving-base', f'{root}/serving', '--container-image', image,
+          '--architecture', architecture, '--train-steps', '4', '--hparam', 'batch_size=4',
+          '--hparam', 'projector_samples=4', '--thresholds', thresholds, '--eval-examples', '16',
+          '--output', output, '--', *BEAM_ARGS]
+
+
+def task_outputs(run_dir, spec):
+  """{task: {output key: RuntimeArtifact}} from the executor output each task's container
+  wrote in kfp.local's folder of the task (TFX writes it after the executor succeeded)."""
+  components = {task: definition['componentRef']['name'] for task, definition in spec['root']['dag']['tasks'].items()}
+  folders = {task: executor_input_utils.get_local_task_resource_name(name) for task, name in components.items()}
+  assert len(set(folders.values())) == len(folders), f'kfp.local would mix task folders: {folders}'
+  result = {}
+  for task, folder in folders.items():
+    path = os.path.join(run_dir, folder, 'executor_output.json')
+    assert os.path.isfile(path), f'task {task} wrote no executor output ({path})'
+    output = executor_output_utils.load_executor_output(path)
+    declared = spec['components'][components[task]].get('outputDefinitions', {}).get('artifacts', {})
+    assert set(output.artifacts) == set(declared), task
+    result[task] = {}
+    for key, artifacts in output.artifacts.items():
+      [artifact] = artifacts.artifacts
+      assert os.path.isdir(artifact.uri) and os.listdir(artifact.uri), f'{task}.{key}: empty {artifact.uri}'
+      result[task][key] = artifact
+  return result
+
+
+def test_compiled_pipeline_runs_in_the_image_under_kfp_local(image, glyph_dir, tmp_path):
+  import kfp  # pylint: disable=import-outside-toplevel
+  from kfp import local  # pylint: disable=import-outside-toplevel
+  root = str(tmp_path / 'kfp')
+  shutil.copytree(glyph_dir, os.path.join(root, 'glyphs'))
+  args = kubeflow_v2_runner.parse_args(runner_argv(root, image, str(tmp_path / 'pipeline.yaml')))
+  spec = kubeflow_v2_runner.compile_pipeline(args)
+  assert kubeflow_v2_runner.open_source_kfp_problems(spec) == []  # no Resolver: KFP runs all
+
+  local.init(runner=local.DockerRunner(), pipeline_root=root)  # raises if a task fails
+  kfp.components.load_component_from_file(args.output)()
+
+  [run_dir] = glob.glob(os.path.join(root, f'{spec["pipelineInfo"]["name"]}-*'))
+  outputs = task_outputs(run_dir, spec)  # every task of the compiled DAG, whatever they are
+
+  def uri(task, key):
+    return outputs[task][key].uri
+
+  def metadata(task, key):
+    return json_format.MessageToDict(outputs[task][key].metadata)
+
+  assert json.loads(metadata('PngExampleGen', 'examples')['split_names']) == ['train', 'eval']
+  for split in ('train', 'eval'):
+    assert glob.glob(os.path.join(uri('PngExampleGen', 'examples'), f'Split-{split}', '*.gz'))
+    assert os.path.getsize(os.path.join(uri('StatisticsGen', 'statistics'), f'Split-{split}', 'FeatureStats.pb'))
+  schema = open(os.path.join(uri('SchemaGen', 'schema'), 'schema.pbtxt')).read()
+  assert 'name: "image"' in schema and f'size: {TEST_SIZE * TEST_SIZE}' in schema
+  assert os.path.isfile(os.path.join(uri('Trainer', 'model'), 'Format-Serving', 'saved_model.pb'))
+  metrics = json.load(open(os.path.join(uri('GlyphEvaluator', 'evaluation'), 'metrics.json'), encoding='utf-8'))
+  assert metrics['blessing']['blessed']
+  assert os.path.isfile(os.path.join(uri('GlyphEvaluator', 'blessing'), 'BLESSED'))
+  assert metadata('GlyphEvaluator', 'blessing')['blessed'] == 1
+
+  # Pushed as TF Serving expects: <serving base>/<model name>/<numeric version>/saved_model.pb
+  pushed = metadata('Pusher', 'pushed_model')
+  model_base = os.path.join(args.serving_base, configs.MODEL_NAME)
+  [(version, path)] = servables.available_versions(model_base).items()
+  assert pushed['pushed'] == 1 and pushed['pushed_destination'] == path
+  with open(os.path.join(glyph_dir, f'U{ord("酪")}.png'), 'rb') as f:
+    png = f.read()
+  server = ModelServer(args.serving_base, configs.MODEL_NAME, port=0, rest_port=None)
+  server.start(wait_for_model_seconds=30)
+  try:
+    with GlyphClient(f'127.0.0.1:{server.port}') as client:
+      assert client.reconstruct([png])['images'].shape == (1, TEST_SIZE, TEST_SIZE, 1)
+      assert client.last_version == version
+  finally:
+    server.stop()
+
+
+def test_without_docker_it_says_what_did_not_run_and_ci_fails(monkeypatch):
+  monkeypatch.setenv('DOCKER_HOST', 'unix:///nonexistent/docker.sock')
+  for required, outcome in ((False, pytest.skip.Exception), (True, pytest.fail.Exception)):
+    with pytest.raises(outcome, match='NOT RUN: the compiled Kubeflow pipeline in Docker .*no Docker daemon answers'):
+      require_image(IMAGE, required)
