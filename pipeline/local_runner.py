@@ -60,8 +60,9 @@ def parse_args(argv: Optional[List[str]] = None):
                       help='where artifacts and the ML Metadata SQLite store go (default: %(default)s)')
   parser.add_argument('--pipeline-name', default=configs.PIPELINE_NAME)
   parser.add_argument('--profile', choices=('auto',) + tuple(configs.PROFILES), default='auto',
-                      help='sizing of network and training: seed (the seed\'s ch 64, 100 epochs) or '
-                           'cpu (ch 32, 3,000 steps); auto: seed if a GPU is visible, else cpu')
+                      help='network, steps and recipe: seed (the seed\'s exact recipe, ch 64, 100 '
+                           'epochs), gpu (ch 64, 100 epochs, configs.RECIPE) or cpu (ch 32, 5,800 '
+                           'steps, configs.RECIPE); auto: gpu if a GPU is visible, else cpu')
   parser.add_argument('--architecture', help='network JSON (img_h, img_w, img_c, ch, z_dim, ...); '
                       'default: the profile\'s')
   parser.add_argument('--image-size', type=int, help='override the architecture\'s img_h and img_w')
