@@ -1,4 +1,9 @@
 """Client checks shared by the embedded-server tests and the real-TF-Serving test."""
+import concurrent.futures
+import threading
+import time
+from typing import Callable, Sequence
+
 import numpy as np
 
 from cns_vaegan.serving.client import GlyphClient
@@ -28,3 +33,22 @@ def check_every_signature(client: GlyphClient, pngs, image_shape, z_dim):
   assert any(s['state'] == 'AVAILABLE' for s in statuses)
   return {'encode': encoded, 'decode': decoded, 'reconstruct': reconstructed,
           'arithmetic': arithmetic, 'interpolate': strip, 'sample': samples}
+
+
+def run_clients_across_a_swap(clients: Sequence[Callable[[], None]], stop: threading.Event,
+                              swap: Callable[[], object], swapped: Callable[[], bool],
+                              settle_seconds: float = 1.0):
+  """Runs `clients` (each loops until `stop` is set) while `swap()` exports a new version;
+  stops them `settle_seconds` after `swapped()` holds (at most 60 s). Returns swap()'s value."""
+  with concurrent.futures.ThreadPoolExecutor(len(clients)) as pool:
+    running = [pool.submit(client) for client in clients]
+    time.sleep(1.0)
+    swapped_in = swap()
+    deadline = time.monotonic() + 60
+    while not swapped() and time.monotonic() < deadline:
+      time.sleep(0.2)
+    time.sleep(settle_seconds)
+    stop.set()
+    for client in running:
+      client.result()
+  return swapped_in

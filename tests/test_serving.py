@@ -1,6 +1,5 @@
 """The embedded TF-Serving-protocol server: signatures over gRPC and REST, faults, hot swap, CLI."""
 import base64
-import concurrent.futures
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from cns_vaegan.serving import cli
 from cns_vaegan.serving.client import GlyphClient
 from cns_vaegan.serving.model_server import ModelServer
 from conftest import TINY_ARCHITECTURE
+import serving_checks
 from serving_checks import check_every_signature
 
 ARCH = Architecture(**TINY_ARCHITECTURE)
@@ -215,18 +215,12 @@ def test_a_new_version_is_swapped_in_under_load_without_a_failed_request(served)
         except grpc.RpcError as error:
           failures.append(error.details())
 
-  with concurrent.futures.ThreadPoolExecutor(4) as pool:
-    workers = [pool.submit(stream) for _ in range(4)]
-    time.sleep(1.0)
+  def swap():
     os.makedirs(base / 'cns_vaegan' / 'not-a-version')  # ignored: not numeric
-    v2 = export_version(str(base / 'cns_vaegan'), 2, seed=2)
-    deadline = time.time() + 60
-    while (not versions or versions[-1] != 2) and time.time() < deadline:
-      time.sleep(0.2)
-    time.sleep(0.5)
-    stop.set()
-    for worker in workers:
-      worker.result()
+    return export_version(str(base / 'cns_vaegan'), 2, seed=2)
+
+  v2 = serving_checks.run_clients_across_a_swap([stream] * 4, stop, swap,
+                                                lambda: bool(versions) and versions[-1] == 2, 0.5)
   assert not failures, failures[:3]
   assert versions[0] == 1 and versions[-1] == 2 and 2 in versions
   after = client.reconstruct(pngs[:1])['images']

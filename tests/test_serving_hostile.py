@@ -29,6 +29,7 @@ from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
 from cns_vaegan.components.trainer.vaegan import VAEGAN
 from conftest import TINY_ARCHITECTURE
+import serving_checks
 
 ARCH = Architecture(**TINY_ARCHITECTURE)
 MAX_SECONDS, MAX_RSS_GROWTH_MB = 1.0, 512
@@ -370,17 +371,10 @@ def test_soak_grpc_and_rest_clients_across_a_hot_swap_lose_nothing_within_a_memo
         failures.append(f'REST {status}: {answer}')
     connection.close()
 
-  with concurrent.futures.ThreadPoolExecutor(4) as pool:
-    clients = [pool.submit(f) for f in (grpc_client, grpc_client, rest_client, rest_client)]
-    time.sleep(1.0)
-    export_version(server.base / hostile.MODEL_NAME, 2, seed=2)  # the hot swap
-    deadline = time.monotonic() + 60
-    while 2 not in versions and time.monotonic() < deadline:
-      time.sleep(0.2)
-    time.sleep(1.0)
-    stop.set()
-    for client in clients:
-      client.result()
+  serving_checks.run_clients_across_a_swap(
+      [grpc_client, grpc_client, rest_client, rest_client], stop,
+      lambda: export_version(server.base / hostile.MODEL_NAME, 2, seed=2),  # the hot swap
+      lambda: 2 in versions)
   assert not failures, failures[:5]
   assert versions == {1, 2}
   assert server.peak_rss_mb() - before < MAX_RSS_GROWTH_MB
