@@ -17,19 +17,24 @@ from typing import Any, Dict, Optional
 # Reconstruction: a model must beat the mean glyph by about what a linear projection onto a
 # quarter of its code size does (PCA-25: +1.9 dB, +0.36 SSIM) and name the character it was
 # given 95% of the time (PCA-25: 65.9%, PCA-50: 98.8%; the old default model: 49.7%).
-# Samples: between real glyphs (the floor) and the broken references:
-#                       swd    fd_pca  ink_w1  diversity
-#   real vs real         7.7     1.6   0.003   1.00
-#   600 steps, ch 64    55.0    56.8   0.032   0.34    texture, not glyphs
-#   one glyph for all   69.5    98.3   0.024   0.00
-#   all black          750     105     0.189   0.00
-#   uniform noise      146      60     0.311   0.98
+# Samples: between real glyphs (the floor) and the reference models, trained models
+# (recipe ablation: SWD 16.6-27.5, FD 4.0-6.1, diversity 0.79-0.95) well inside:
+#                                      swd  fd_pca  ink_w1  diversity
+#   real vs real                       7.7     1.6   0.003       1.00
+#   linear: PCA-100, Gaussian codes   39.6     3.4   0.019       0.69    blurred averages
+#   600 steps, ch 64                  55.0    56.8   0.032       0.34    texture, not glyphs
+#   constant: the mean glyph           157    52.0   0.022       0.00
+#   one glyph for all                 91.2    92.7   0.023       0.00
+#   all black                          750     105   0.189       0.00
+#   uniform noise                      146    60.0   0.311       0.98
+# SWD <= 30 refuses the linear generative model's samples; FD-PCA cannot (a Gaussian in the
+# principal components' space is what it measures), so it only refuses the broken ones.
 DEFAULT_THRESHOLDS = {
     'serving.all_ok': {'min': 1.0},
     'reconstruction.psnr.mean': {'above': 'mean_glyph', 'by': 1.5},
     'reconstruction.ssim.mean': {'above': 'mean_glyph', 'by': 0.35},
     'identity.top1': {'min': 0.95},
-    'samples.swd.mean': {'max': 40.0},
+    'samples.swd.mean': {'max': 30.0},
     'samples.fd_pca': {'max': 25.0},
     'samples.ink_w1': {'max': 0.05},
     'samples.diversity': {'min': 0.5},
