@@ -25,7 +25,6 @@ import math
 import os
 import time
 
-import numpy as np
 import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 
@@ -154,13 +153,14 @@ HEADER = ('| cell | minutes | steps | identity top-1 | top-5 | SSIM | PSNR dB | 
 
 
 def table_row(row: dict) -> str:
-  c = row['report'].get('candidate', {})
-  value = lambda *path: float(np.nan) if not c else _dig(c, path)
+  def value(path):  # the candidate's figure, NaN where it was not measured
+    found = blessing_rules.lookup(row['report'], path)
+    return float('nan') if found is None else found
   minutes = f"{row['minutes_at_rate']:g}" if not math.isnan(row['images_per_second_quiet']) else '–'
-  return (f"| {row['cell']} | {minutes} | {row['steps']} | {value('identity', 'top1'):.1%} | "
-          f"{value('identity', 'top5'):.1%} | {value('reconstruction', 'ssim', 'mean'):.3f} | "
-          f"{value('reconstruction', 'psnr', 'mean'):.2f} | {value('samples', 'swd', 'mean'):.1f} | "
-          f"{value('samples', 'fd_pca'):.1f} | {value('samples', 'diversity'):.2f} | "
+  return (f"| {row['cell']} | {minutes} | {row['steps']} | {value('identity.top1'):.1%} | "
+          f"{value('identity.top5'):.1%} | {value('reconstruction.ssim.mean'):.3f} | "
+          f"{value('reconstruction.psnr.mean'):.2f} | {value('samples.swd.mean'):.1f} | "
+          f"{value('samples.fd_pca'):.1f} | {value('samples.diversity'):.2f} | "
           f"{'blessed' if _blessed_now(row['report']) else 'refused'} |")
 
 
@@ -181,10 +181,6 @@ def baseline_rows(report: dict) -> str:
   return '\n'.join(rows)
 
 
-def _dig(node, path):
-  for key in path:
-    node = node[key]
-  return float(node)
 
 
 def main():

@@ -82,7 +82,7 @@ def main():
   glyphs = executor.read_glyph_sets(recipe_ablation.examples_artifact(examples), 32, 1, 2048)
   real = glyphs.measured
   space = quality_metrics.PcaSpace(real)
-  measured_baselines = baselines.measure(glyphs, args.z_dim)
+  measured_baselines = baselines.measure(glyphs, baselines.reconstructors(glyphs.train, args.z_dim))
   print('| model | PSNR dB | SSIM | identity top-1 | SWD ×1e3 | FD (PCA) | ink W1 | diversity | verdict |')
   print('|---|---|---|---|---|---|---|---|---|')
   for path in args.reports:

@@ -73,7 +73,7 @@ def test_identity_finds_each_glyph_and_counts_a_tie_for_its_own(glyphs):
 def test_the_baselines_are_a_constant_and_a_linear_model_fitted_on_train(glyphs):
   train, measured = glyphs[64:], glyphs[:64]
   sets = baselines.GlyphSets(measured=measured, train=train, other_eval=glyphs[:0])
-  report = baselines.measure(sets, z_dim=32)
+  report = baselines.measure(sets, baselines.reconstructors(train, z_dim=32))
   assert set(report) == {'mean_glyph', 'pca_8', 'pca_16', 'pca_32'}
   mean_mse = np.mean((measured - train.mean(axis=0)) ** 2, axis=(1, 2, 3)).mean()
   assert report['mean_glyph']['reconstruction']['mse']['mean'] == pytest.approx(mean_mse, rel=1e-5)
@@ -166,7 +166,7 @@ def _judged(glyphs, model):
   sets = baselines.GlyphSets(measured=measured, train=train, other_eval=glyphs[:0])
   report = {'serving': {'all_ok': 1.0},
             'candidate': executor.measure(model, sets, quality_metrics.PcaSpace(measured), 96, 0),
-            'baselines': baselines.measure(sets, z_dim=32)}
+            'baselines': baselines.measure(sets, baselines.reconstructors(train, z_dim=32))}
   return blessing_rules.judge(report, blessing_rules.DEFAULT_THRESHOLDS, 0.05)
 
 

@@ -140,9 +140,10 @@ def metrics(out, glyphs, train, arch):
   eval01 = (glyphs['eval'].astype(np.float32) / 127.5 - 1.0 + 1.0) / 2.0
   train01 = (train + 1.0) / 2.0
   sets = baselines.GlyphSets(measured=eval01, other_eval=eval01[:0], train=train01)
-  report = {'baselines': baselines.measure(sets, arch.z_dim)}
+  fitted = baselines.reconstructors(train01, arch.z_dim)
+  report = {'baselines': baselines.measure(sets, fitted)}
   noise = np.random.default_rng(0)
-  pca25 = baselines.reconstructors(train01, arch.z_dim)['pca_25'](eval01)
+  pca25 = fitted['pca_25'](eval01)
   tests = {'noisy': np.clip(eval01 + noise.normal(0, 0.25, eval01.shape), 0, 1).astype(np.float32),
            'pca25_shifted': np.roll(pca25, 1, axis=2)}
   arrays = {}

@@ -47,10 +47,12 @@ def reconstructors(train: np.ndarray, z_dim: int) -> Dict[str, Callable[[np.ndar
   return out
 
 
-def measure(glyphs: GlyphSets, z_dim: int) -> Dict[str, Dict]:
-  """Each baseline's reconstruction of the measured glyphs; identity too, but for the constant."""
+def measure(glyphs: GlyphSets, fitted: Dict[str, Callable[[np.ndarray], np.ndarray]]) -> Dict[str, Dict]:
+  """Each baseline's reconstruction of the measured glyphs; identity too, but for the constant.
+  `fitted`: reconstructors(glyphs.train, z_dim), fitted once by the caller (the Evaluator
+  draws its figure with the same PCA)."""
   report = {}
-  for name, reconstruct in reconstructors(glyphs.train, z_dim).items():
+  for name, reconstruct in fitted.items():
     reconstructed = reconstruct(glyphs.measured)
     report[name] = {'reconstruction': quality_metrics.reconstruction_summary(glyphs.measured,
                                                                              reconstructed)}

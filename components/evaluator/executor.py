@@ -8,7 +8,7 @@ NOT_BLESSED file; the ModelEvaluation artifact holds metrics.json and the figure
 """
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -130,7 +130,8 @@ def find_glyphs(patterns: List[str], size: int, channels: int, characters: set) 
   return found
 
 
-def write_figures(model: ServedGlyphModel, glyphs: baselines.GlyphSets, examples: types.Artifact,
+def write_figures(model: ServedGlyphModel, glyphs: baselines.GlyphSets,
+                  pca: Callable[[np.ndarray], np.ndarray], examples: types.Artifact,
                   out_dir: str, tuples: List[List[str]], seed: int) -> Dict[str, str]:
   """The seed's figures from the candidate: reconstructions, samples, interpolation, arithmetic;
   and the candidate's reconstructions beside the PCA baseline's with the model's code size."""
@@ -141,8 +142,8 @@ def write_figures(model: ServedGlyphModel, glyphs: baselines.GlyphSets, examples
   reconstructed = model.reconstruct_pixels(shown)
   pairs = np.stack([shown, reconstructed], 1).reshape((-1,) + shown.shape[1:])
   figures['reconstructions'] = glyph_figures.grid(unit(pairs), columns=16)
-  pca = baselines.reconstructors(glyphs.train, model.z_dim)[f'pca_{model.z_dim}'](shown)
-  rows = [unit(part[i:i + 16]) for i in range(0, len(shown), 16) for part in (shown, reconstructed, pca)]
+  rows = [unit(part[i:i + 16]) for i in range(0, len(shown), 16)
+          for part in (shown, reconstructed, pca(shown))]
   figures[f'reconstructions_vs_pca_{model.z_dim}'] = glyph_figures.panel(rows)
   figures['samples'] = glyph_figures.grid(unit(model.sample(64, seed)), columns=8)
   pngs = [glyph_figures.png_bytes(unit(image)) for image in real[:2]]
@@ -196,7 +197,8 @@ class Executor(base_executor.BaseExecutor):
               'serving': serving_check(model, pngs)}
     if report['serving']['all_ok']:
       report['candidate'] = measure(model, glyphs, space, num_samples, seed)
-    report['baselines'] = baselines.measure(glyphs, model.z_dim)
+    fitted = baselines.reconstructors(glyphs.train, model.z_dim)  # PCA fitted once, on train
+    report['baselines'] = baselines.measure(glyphs, fitted)
     report['sanity'] = quality_metrics.sanity_range(real[:2 * num_samples], space, seed)
     if baseline_artifact is not None and baseline_artifact.id != model_artifact.id:
       baseline = ServedGlyphModel(path_utils.serving_model_path(baseline_artifact.uri))
@@ -205,7 +207,8 @@ class Executor(base_executor.BaseExecutor):
     decision = blessing_rules.judge(report, thresholds, float(exec_properties['regression_tolerance']))
     report['blessing'] = decision
     if report['serving']['all_ok']:
-      report['figures'] = write_figures(model, glyphs, examples, evaluation.uri, tuples, seed)
+      report['figures'] = write_figures(model, glyphs, fitted[f'pca_{model.z_dim}'], examples,
+                                        evaluation.uri, tuples, seed)
     io_utils.write_string_file(os.path.join(evaluation.uri, METRICS_FILE),
                                json.dumps(report, indent=2, ensure_ascii=False, sort_keys=True))
 
