@@ -18,14 +18,15 @@ EVAL_PERCENT = 10
 # Profiles: a network, a number of steps and a training recipe (TrainingConfig settings).
 # `seed` is the seed's exact recipe: ch 64, 100 epochs of the ~18,950-glyph train split at
 # batch 64 (29,600 steps), sequential D/G/G/E updates, Dis_l on the discriminator's 4th
-# layer. RECIPE is what the ablation in README ("Choosing the recipe") chose instead: one
-# forward pass per step and Dis_l on the 2nd layer. `gpu` is RECIPE at the seed's size,
+# layer, samples from the prior N(0, I). RECIPE is what the ablation in README ("Choosing
+# the recipe") chose instead: one forward pass per step, Dis_l on the 2nd layer, and
+# samples from a Gaussian fitted to the train codes. `gpu` is RECIPE at the seed's size,
 # `cpu` at ch 32 and as many steps as fit a 20-minute `make run` on a 2-core CPU.
 # `--profile` picks one; `--architecture`, `--train-steps` and `--hparam` override it.
 # (benchmarks/train_throughput.py prints the speed of your machine, recipe_ablation.py the
 # quality of each recipe.)
 _TRAINER_DIR = os.path.join(REPO_ROOT, 'components', 'trainer')
-RECIPE = {'update_schedule': 'one_pass', 'dis_l_layer': 2}
+RECIPE = {'update_schedule': 'one_pass', 'dis_l_layer': 2, 'sampling': 'fitted_gaussian'}
 PROFILES = {
     'seed': {'architecture': os.path.join(_TRAINER_DIR, 'architecture.json'), 'train_steps': 29600,
              'training': {}},

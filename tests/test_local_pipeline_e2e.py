@@ -181,8 +181,8 @@ def test_profiles_size_the_default_run_by_the_devices():
   seed = local_runner.parse_args(['--profile', 'seed'])
   assert (cpu.architecture_values['ch'], cpu.train_steps) == (32, 5800)
   assert (gpu.architecture_values['ch'], gpu.train_steps) == (64, 29600)
-  assert cpu.training_values == gpu.training_values == {'update_schedule': 'one_pass',
-                                                         'dis_l_layer': 2}
+  assert cpu.training_values == gpu.training_values == {
+      'update_schedule': 'one_pass', 'dis_l_layer': 2, 'sampling': 'fitted_gaussian'}
   # The seed's exact recipe: its network, 100 epochs, every training setting at its default.
   assert (seed.architecture_values['ch'], seed.train_steps, seed.training_values) == (64, 29600, {})
   import tensorflow as tf
@@ -190,7 +190,8 @@ def test_profiles_size_the_default_run_by_the_devices():
   assert auto.profile == ('gpu' if tf.config.list_physical_devices('GPU') else 'cpu')
   assert local_runner.parse_args(['--train-steps', '7']).train_steps == 7
   overridden = local_runner.parse_args(['--hparam', 'dis_l_layer=3', '--hparam', 'gamma=0.2'])
-  assert overridden.training_values == {'update_schedule': 'one_pass', 'dis_l_layer': 3, 'gamma': 0.2}
+  assert overridden.training_values == {'update_schedule': 'one_pass', 'dis_l_layer': 3,
+                                        'sampling': 'fitted_gaussian', 'gamma': 0.2}
 
 
 def _components(argv, tmp_path):

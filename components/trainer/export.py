@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from cns_vaegan.components import glyph_examples
+from cns_vaegan.components.trainer.sampling import SamplingDistribution
 from cns_vaegan.components.trainer.vaegan import VAEGAN
 
 SEED_COEFFICIENTS = (0.25, 0.5, 1.0, 2.0, 3.0)  # the seed's a in a·(A − B + C)
@@ -97,8 +98,13 @@ def _at(values, i) -> tf.Tensor:
 class GlyphModel(tf.Module):
   """What gets saved: the encoder, the decoder, and the signatures."""
 
-  def __init__(self, model: VAEGAN, limits: ServingLimits = ServingLimits()):
+  def __init__(self, model: VAEGAN, limits: ServingLimits = ServingLimits(),
+               sampling: SamplingDistribution = None):
     super().__init__()
+    sampling = sampling or SamplingDistribution.standard_normal(model.arch.z_dim)
+    # Where `sample` draws codes (pre-tanh): mean + eps @ scale.T; readable as `loaded.sampling`.
+    self.sampling = {'mean': tf.Variable(sampling.mean, trainable=False, name='sampling_mean'),
+                     'scale': tf.Variable(sampling.scale, trainable=False, name='sampling_scale')}
     self.encoder, self.decoder = model.encoder, model.decoder
     # Read by the graph and by whoever loads the model (`loaded.limits['max_images']`).
     self.limits = {name: tf.Variable(value, trainable=False, dtype=tf.int64, name=name)
@@ -305,13 +311,18 @@ class GlyphModel(tf.Module):
   @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name='n'),
                                 tf.TensorSpec([], tf.int64, name='seed')])
   def sample(self, n, seed):
-    """n glyphs from the prior (N(0, I), through tanh when latent_tanh), reproducible by seed."""
+    """n glyphs decoded from codes of the model's sampling distribution, reproducible by seed.
+
+    The codes are mean + eps @ scale.T (the prior N(0, I), or a Gaussian fitted to the train
+    codes: sampling.py), through tanh when latent_tanh; z is returned in the decoder's space.
+    """
     limit = self._limit('max_images')
     check = _require(tf.logical_and(n >= 1, tf.cast(n, tf.int64) <= limit),
                      'input n must be between 1 and ', limit, ', got ', n)
     eps = tf.random.stateless_normal(tf.stack([_after([check], n), self.z_dim]),
                                      seed=tf.stack([seed, tf.constant(0, tf.int64)]))
-    z = self._to_decoder_space(eps)
+    z = self._to_decoder_space(
+        self.sampling['mean'] + tf.matmul(eps, self.sampling['scale'], transpose_b=True))
     return dict(self._image_outputs(self._decode_pixels(z)), z=z)
 
   def signatures(self):
@@ -340,6 +351,8 @@ def request_images(signature_name: str, inputs) -> int:
   return max((len(v) for v in inputs.values() if np.ndim(v)), default=0)
 
 
-def export_saved_model(model: VAEGAN, export_dir: str, limits: ServingLimits = ServingLimits()) -> None:
-  module = GlyphModel(model, limits)
+def export_saved_model(model: VAEGAN, export_dir: str, limits: ServingLimits = ServingLimits(),
+                       sampling: SamplingDistribution = None) -> None:
+  """Saves the signatures; `sample` draws from `sampling` (default: the prior N(0, I))."""
+  module = GlyphModel(model, limits, sampling)
   tf.saved_model.save(module, export_dir, signatures=module.signatures())

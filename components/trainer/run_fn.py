@@ -14,7 +14,7 @@ import os
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from cns_vaegan.components.trainer import export, training
+from cns_vaegan.components.trainer import export, sampling, training
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
 
@@ -42,5 +42,6 @@ def run_fn(fn_args: FnArgs) -> None:
   logging.info('Checkpoints in %s; TensorBoard logs in %s', checkpoint_dir, fn_args.model_run_dir)
   model = training.train(fn_args.train_files, fn_args.eval_files, arch, config,
                          fn_args.train_steps, fn_args.model_run_dir, checkpoint_dir)
-  export.export_saved_model(model, fn_args.serving_model_dir)
+  export.export_saved_model(model, fn_args.serving_model_dir,
+                            sampling=sampling.distribution_for(model, fn_args.train_files))
   logging.info('Exported the SavedModel to %s', fn_args.serving_model_dir)

@@ -25,6 +25,10 @@ class TrainingConfig:
   prior_samples_to_discriminator: bool = False   # D also sees G(z_p), z_p from the prior
   prior_samples_to_decoder: bool = False         # G also learns to fool D with G(z_p)
   dis_l_layer: int = 4                  # which discriminator conv gives Dis_l: 4 (last) or 3
+  # Where the exported `sample` signature draws codes (no effect on training):
+  # 'standard_normal', the prior (the seed's); 'fitted_gaussian', a full-covariance Gaussian
+  # fitted to the train split's encoder means after training (sampling.py says why).
+  sampling: str = 'standard_normal'
   # Larsen et al.'s official equilibrium gating (off in the seed):
   equilibrium_gating: bool = False
   equilibrium: float = 0.68
@@ -47,6 +51,9 @@ class TrainingConfig:
     if self.update_schedule not in ('sequential', 'one_pass'):
       raise ValueError(f"training: update_schedule must be 'sequential' or 'one_pass', "
                        f'got {self.update_schedule!r}')
+    if self.sampling not in ('standard_normal', 'fitted_gaussian'):
+      raise ValueError(f"training: sampling must be 'standard_normal' or 'fitted_gaussian', "
+                       f'got {self.sampling!r}')
     if not 0.0 <= self.learning_rate_decay <= 1.0:
       raise ValueError(f'training: learning_rate_decay must be in [0, 1], got {self.learning_rate_decay}')
     if self.batch_size <= 0 or self.decoder_steps_per_discriminator_step < 1:
