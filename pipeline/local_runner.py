@@ -79,7 +79,7 @@ def parse_args(argv: Optional[List[str]] = None):
   parser.add_argument('--thresholds', help='JSON file of blessing thresholds '
                       '({"reconstruction.ssim.mean": {"min": 0.2}, ...}; see README)')
   parser.add_argument('--eval-examples', type=int, default=2048,
-                      help='eval glyphs (and prior samples) the evaluator measures')
+                      help='eval glyphs (and samples) the evaluator measures')
   parser.add_argument('--schema', help='a reviewed schema.pbtxt to validate the data against '
                       '(ImportSchemaGen), instead of the one SchemaGen infers')
   parser.add_argument('--checkpoint-dir', help='where the Trainer keeps its checkpoints (default: '

@@ -104,7 +104,7 @@ def main(argv=None) -> int:
   interpolate = commands.add_parser('interpolate', help='a strip from one character to another')
   interpolate.add_argument('characters', nargs='+', help='A B (or AB)')
   interpolate.add_argument('--steps', type=int, default=8)
-  sample = commands.add_parser('sample', help='a grid of glyphs from the prior')
+  sample = commands.add_parser('sample', help="a grid of sampled glyphs (the model's sampling distribution)")
   sample.add_argument('-n', type=int, default=64)
   sample.add_argument('--seed', type=int, default=0)
   reconstruct = commands.add_parser('reconstruct', help='characters and their reconstructions')

@@ -50,7 +50,7 @@ class GlyphEvaluator(base_component.BaseComponent):
       thresholds: {metric path: {"min": x} or {"max": y}}; default blessing_rules.DEFAULT_THRESHOLDS.
       regression_tolerance: how much worse than the baseline a metric may be (relative).
       max_examples: eval glyphs measured (the first ones of the eval split).
-      num_samples: prior samples compared with the eval glyphs (capped at max_examples).
+      num_samples: samples (the `sample` signature's) compared with the eval glyphs (capped at max_examples).
       arithmetic_tuples: [A, B, C] characters for the a·(A − B + C) figures.
     """
     spec = GlyphEvaluatorSpec(

@@ -96,7 +96,8 @@ def serving_check(model: ServedGlyphModel, pngs: List[bytes]) -> Dict[str, Any]:
 
 def measure(model: ServedGlyphModel, glyphs: baselines.GlyphSets, space: quality_metrics.PcaSpace,
             num_samples: int, seed: int) -> Dict[str, Any]:
-  """Reconstruction of the eval glyphs (quality and identity), and prior samples against them."""
+  """Reconstruction of the eval glyphs (quality and identity); the `sample` signature's glyphs
+  against them."""
   real = glyphs.measured
   reconstructed = model.reconstruct_pixels(real)
   return {
