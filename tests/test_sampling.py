@@ -12,9 +12,11 @@ from conftest import TINY_ARCHITECTURE
 ARCH = Architecture(**TINY_ARCHITECTURE)
 
 
-def tiny_model(**settings) -> VAEGAN:
+def tiny_model(strategy=None, **settings) -> VAEGAN:
+  strategy = strategy or tf.distribute.get_strategy()
   tf.keras.utils.set_random_seed(5)
-  return VAEGAN(ARCH, TrainingConfig(batch_size=4, **settings), tf.distribute.get_strategy())
+  with strategy.scope():
+    return VAEGAN(ARCH, TrainingConfig(batch_size=4, **settings), strategy)
 
 
 def draw(loaded, n, seed=0):
@@ -71,3 +73,10 @@ def test_sample_draws_mean_plus_scale_eps_through_tanh(tmp_path):
   # The images are the decoder's, of those codes.
   decoded = fitted.signatures['decode'](z=drawn['z'])['images']
   np.testing.assert_allclose(drawn['images'], decoded, atol=1e-6)
+
+
+def test_the_fit_reads_a_model_trained_under_mirrored_strategy(glyph_tfrecords):
+  mirrored = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])  # conftest splits the CPU in two
+  codes = sampling.encoder_means(tiny_model(mirrored), [glyph_tfrecords['train']])
+  np.testing.assert_allclose(codes, sampling.encoder_means(tiny_model(), [glyph_tfrecords['train']]),
+                             rtol=1e-4, atol=1e-5)  # the same initial weights, one device
