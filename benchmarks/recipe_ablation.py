@@ -182,8 +182,6 @@ def baseline_rows(report: dict) -> str:
   return '\n'.join(rows)
 
 
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--examples', help='an Examples artifact folder (with Split-train, Split-eval); '

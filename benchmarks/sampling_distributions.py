@@ -26,12 +26,6 @@ from cns_vaegan.components.trainer.sampling import SamplingDistribution
 import recipe_ablation  # pylint: disable=g-import-not-at-top  (benchmarks/ is on sys.path)
 
 
-def batched(model: executor.ServedGlyphModel, signature: str, key: str, inputs: np.ndarray,
-            output: str) -> np.ndarray:
-  return np.concatenate([model.call(signature, **{key: inputs[i:i + 256]})[output]
-                         for i in range(0, len(inputs), 256)])
-
-
 def nearest_distance(images: np.ndarray, references: np.ndarray) -> np.ndarray:
   """Pixel RMS distance of each image to its nearest reference."""
   a, b = images.reshape(len(images), -1), references.reshape(len(references), -1)
@@ -53,16 +47,15 @@ def main():
   real, train = glyphs.measured, glyphs.train
   n, space = len(real), quality_metrics.PcaSpace(real)
   tanh = lambda codes: np.tanh(codes).astype(np.float32)  # the decoder's space (latent_tanh)
-  means = batched(model, 'encode_pixels', 'pixels', train, 'mean')
+  means = model.batched('encode_pixels', 'mean', pixels=train)
   rng = np.random.default_rng(args.seed)
   eps = rng.standard_normal((n, model.z_dim))
-  fitted = SamplingDistribution.fitted_to(means)
   codes = {
-      'reconstructions': batched(model, 'encode_pixels', 'pixels', real, 'z'),
+      'reconstructions': model.batched('encode_pixels', 'z', pixels=real),
       'train codes': tanh(means[rng.choice(len(means), n, replace=False)]),
       'standard normal': tanh(eps),
-      'diagonal Gaussian': tanh(means.mean(0) + eps * means.std(0)),
-      'fitted Gaussian': tanh(fitted.mean + eps @ fitted.scale.T),
+      'diagonal Gaussian': tanh(SamplingDistribution(means.mean(0), np.diag(means.std(0))).codes(eps)),
+      'fitted Gaussian': tanh(SamplingDistribution.fitted_to(means).codes(eps)),
   }
   own = np.median(nearest_distance(real[:1000], train))
   print(f'{n} eval glyphs, {len(train)} train codes; an eval glyph\'s median distance to its '
@@ -70,9 +63,10 @@ def main():
   print('| codes | SWD ×1e3 | FD (PCA) | ink W1 | diversity | nearest train glyph, median |')
   print('|---|---|---|---|---|---|')
   for name, z in codes.items():
-    images = batched(model, 'decode', 'z', z, 'images')
+    images = model.batched('decode', 'images', z=z)
     measured = quality_metrics.sample_quality(images, real, space, args.seed)
-    nearest = '' if name == 'reconstructions' else f'{np.median(nearest_distance(images[:1000], train)):.3f}'
+    nearest = ('' if name == 'reconstructions' else
+               f'{np.median(nearest_distance(images[:1000], train)):.3f}')
     print(f"| {name} | {measured['swd']['mean']:.1f} | {measured['fd_pca']:.1f} | "
           f"{measured['ink_w1']:.4f} | {measured['diversity']:.2f} | {nearest} |", flush=True)
 

@@ -49,12 +49,15 @@ class ServedGlyphModel:
     outputs = self.signatures[name](**{k: tf.constant(v) for k, v in inputs.items()})
     return {k: v.numpy() for k, v in outputs.items()}
 
+  def batched(self, name: str, output: str, **inputs: np.ndarray) -> np.ndarray:
+    """One output of a signature over arrays of any length, called _BATCH rows at a time."""
+    count = len(next(iter(inputs.values())))
+    return np.concatenate([
+        self.call(name, **{k: v[start:start + _BATCH] for k, v in inputs.items()})[output]
+        for start in range(0, count, _BATCH)])
+
   def reconstruct_pixels(self, pixels: np.ndarray) -> np.ndarray:
-    out = []
-    for start in range(0, len(pixels), _BATCH):
-      z = self.call('encode_pixels', pixels=pixels[start:start + _BATCH])['z']
-      out.append(self.call('decode', z=z)['images'])
-    return np.concatenate(out)
+    return self.batched('decode', 'images', z=self.batched('encode_pixels', 'z', pixels=pixels))
 
   def sample(self, n: int, seed: int) -> np.ndarray:
     return np.concatenate([self.call('sample', n=np.int32(min(_BATCH, n - s)), seed=np.int64(seed + s))

@@ -34,12 +34,17 @@ class SamplingDistribution:
     """The prior N(0, I): the seed's sampling."""
     return cls(np.zeros(z_dim, np.float32), np.eye(z_dim, dtype=np.float32))
 
+  def codes(self, eps: np.ndarray) -> np.ndarray:
+    """mean + eps @ scale.T for eps [N, z_dim] (the exported `sample` computes the same in TF)."""
+    return self.mean + eps @ self.scale.T
+
   @classmethod
   def fitted_to(cls, codes: np.ndarray) -> 'SamplingDistribution':
     """The maximum-likelihood Gaussian of `codes` [N, z_dim] (full covariance)."""
     codes = np.asarray(codes, np.float64)
     if codes.ndim != 2 or len(codes) < 2:
-      raise ValueError(f'sampling: a Gaussian needs at least 2 codes [N, z_dim], got shape {codes.shape}')
+      raise ValueError(f'sampling: a Gaussian needs at least 2 codes [N, z_dim], '
+                       f'got shape {codes.shape}')
     covariance = np.cov(codes, rowvar=False)
     # A little jitter keeps the factor defined when there are fewer codes than dimensions.
     jitter = 1e-6 * max(float(np.trace(covariance)) / len(covariance), 1e-12)
