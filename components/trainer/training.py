@@ -54,6 +54,27 @@ def make_strategy(cpu_replicas: int = 0) -> tf.distribute.MirroredStrategy:
   return tf.distribute.MirroredStrategy(cpus[:max(cpu_replicas, 1)])
 
 
+def cpu_has_bf16() -> bool:
+  """Whether this CPU has bfloat16 instructions (Linux's flags for AVX512_BF16 and AMX-BF16),
+  which oneDNN uses for TensorFlow's bfloat16 kernels; without them bfloat16 is emulated, slower."""
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8') as f:
+      flags = next((line.split(':', 1)[1].split() for line in f if line.startswith('flags')), [])
+  except OSError:
+    return False
+  return 'avx512_bf16' in flags or 'amx_bf16' in flags
+
+
+def compute_policy(config: TrainingConfig) -> str:
+  """The Keras dtype policy a run trains under: with `mixed_precision`, float16 on a GPU,
+  bfloat16 on a CPU with BF16 instructions, else (and without it) float32."""
+  if not config.mixed_precision:
+    return 'float32'
+  if tf.config.list_physical_devices('GPU'):
+    return 'mixed_float16'
+  return 'mixed_bfloat16' if cpu_has_bf16() else 'float32'
+
+
 def interpolation_strip(model: VAEGAN, first, second, steps: int = 8) -> np.ndarray:
   """The seed's strip: first, its reconstruction, the interpolations, the other's, other."""
   z, _, _ = model.encode(np.stack([first, second]))
@@ -166,9 +187,20 @@ def write_projector(model: VAEGAN, eval_patterns: List[str], arch: Architecture,
 def train(train_patterns: List[str], eval_patterns: List[str], arch: Architecture,
           config: TrainingConfig, num_steps: int, log_dir: str, checkpoint_dir: str,
           strategy: Optional[tf.distribute.Strategy] = None) -> VAEGAN:
-  """Trains to `num_steps` global steps, resuming from checkpoint_dir if it has a checkpoint."""
-  if config.mixed_precision and tf.config.list_physical_devices('GPU'):
-    tf.keras.mixed_precision.set_global_policy('mixed_float16')
+  """Trains to `num_steps` global steps, resuming from checkpoint_dir if it has a checkpoint.
+
+  Returns the model with float32 networks, whatever precision it trained in."""
+  previous_policy = tf.keras.mixed_precision.global_policy()
+  tf.keras.mixed_precision.set_global_policy(compute_policy(config))
+  try:
+    return _train(train_patterns, eval_patterns, arch, config, num_steps, log_dir, checkpoint_dir,
+                  strategy)
+  finally:
+    tf.keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(train_patterns, eval_patterns, arch, config, num_steps, log_dir, checkpoint_dir,
+           strategy) -> VAEGAN:
   strategy = strategy or make_strategy(config.cpu_replicas)
   if config.batch_size % strategy.num_replicas_in_sync:
     raise ValueError(f'batch_size {config.batch_size} does not split evenly over '
@@ -183,9 +215,10 @@ def train(train_patterns: List[str], eval_patterns: List[str], arch: Architectur
     checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     logging.info('Resumed from %s at step %d', manager.latest_checkpoint, int(model.step.numpy()))
   step = int(model.step.numpy())
-  logging.info('Training %d -> %d steps on %d replica(s) (%s), global batch %d',
+  logging.info('Training %d -> %d steps on %d replica(s) (%s), global batch %d, %s',
                step, num_steps, strategy.num_replicas_in_sync,
-               ', '.join(strategy.extended.worker_devices), config.batch_size)
+               ', '.join(strategy.extended.worker_devices), config.batch_size,
+               tf.keras.mixed_precision.global_policy().name)
 
   batches = strategy.experimental_distribute_dataset(input_data.training_batches(
       train_patterns, arch, config.batch_size, config.seed, config.shuffle_buffer, first_batch=step))
@@ -202,7 +235,7 @@ def train(train_patterns: List[str], eval_patterns: List[str], arch: Architectur
         break
       update_discriminator, update_decoder = model.equilibrium_gates(metrics)
       metrics = model.train_step(batch, update_discriminator, update_decoder)
-      step = int(model.step.numpy())
+      step += 1  # model.step counts on the device; reading it back would wait for the step
       progress.advance(step)
       if step % config.summary_every_steps == 0 or step == num_steps:
         for name, value in metrics.items():
@@ -222,6 +255,8 @@ def train(train_patterns: List[str], eval_patterns: List[str], arch: Architectur
         manager.save(checkpoint_number=step)
   if step % config.checkpoint_every_steps:
     manager.save(checkpoint_number=step)  # the last step, when it falls between two intervals
+  if tf.keras.mixed_precision.global_policy().name != 'float32':
+    model.use_float32_networks()
   quality['after'] = reconstruction_quality(model, quality_set, log_dir, step)
   with tf.io.gfile.GFile(os.path.join(log_dir, 'reconstruction_quality.json'), 'w') as f:
     f.write(json.dumps(quality, indent=2))

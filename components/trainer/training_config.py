@@ -34,7 +34,10 @@ class TrainingConfig:
   equilibrium: float = 0.68
   equilibrium_margin: float = 0.35
   # Devices and precision:
-  mixed_precision: bool = False         # float16 compute on GPU
+  # Mixed precision where the device computes it fast (training.compute_policy): float16 on a
+  # GPU, bfloat16 on a CPU with BF16 instructions (AVX512_BF16 or AMX), else float32. Weights
+  # stay float32, and the exported model computes in float32.
+  mixed_precision: bool = False
   cpu_replicas: int = 0                 # >1: MirroredStrategy over that many logical CPUs (no GPU)
   # Observability and resumption:
   log_every_steps: int = 50

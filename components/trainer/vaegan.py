@@ -39,6 +39,8 @@ class VAEGAN:
     """`total_steps`: where a learning_rate_decay ends (0: the learning rate stays constant)."""
     self.arch, self.config, self.strategy = arch, config, strategy
     self.total_steps = total_steps
+    # float16 needs its losses scaled (its range is narrow); bfloat16 has float32's range.
+    self.loss_scaling = keras.mixed_precision.global_policy().name == 'mixed_float16'
     self.encoder = networks.build_encoder(arch)
     self.decoder = networks.build_decoder(arch)
     self.discriminator = networks.build_discriminator(arch)
@@ -59,14 +61,20 @@ class VAEGAN:
     remaining = max(self.total_steps - step, 0)
     return self.config.learning_rate * min(1.0, remaining / decay_steps)
 
-  def _set_learning_rate(self, step: int) -> None:
-    if self.config.learning_rate_decay and self.total_steps:
-      for optimizer in self.optimizers.values():
-        optimizer.learning_rate = self.learning_rate_at(step)
+  def _set_learning_rate(self) -> None:
+    """learning_rate_at(step) computed on the device from the step variable (inside the compiled
+    step), so the loop never reads the step back to Python to set it."""
+    decay_steps = self.config.learning_rate_decay * self.total_steps
+    if decay_steps <= 0:
+      return
+    remaining = tf.maximum(tf.cast(self.total_steps - self.step, tf.float32), 0.0)
+    rate = self.config.learning_rate * tf.minimum(1.0, remaining / decay_steps)
+    for optimizer in self.optimizers.values():
+      optimizer.learning_rate = rate
 
   def _adam(self):
     adam = keras.optimizers.Adam(self.config.learning_rate, beta_1=self.config.beta1)
-    return keras.optimizers.LossScaleOptimizer(adam) if self.config.mixed_precision else adam
+    return keras.optimizers.LossScaleOptimizer(adam) if self.loss_scaling else adam
 
   # ------------------------------------------------------------------ the latent space
   def latent(self, mean, log_variance, eps):
@@ -105,8 +113,8 @@ class VAEGAN:
     return tf.nn.compute_average_loss(per_example, global_batch_size=self.config.batch_size)
 
   def _scaled(self, name, loss):
-    """The loss to differentiate: loss-scaled under mixed precision (call inside the tape)."""
-    return self.optimizers[name].scale_loss(loss) if self.config.mixed_precision else loss
+    """The loss to differentiate: loss-scaled under float16 (call inside the tape)."""
+    return self.optimizers[name].scale_loss(loss) if self.loss_scaling else loss
 
   def _apply(self, name, gradients):
     variables = self.networks[name].trainable_variables
@@ -184,18 +192,21 @@ class VAEGAN:
 
   @tf.function
   def _distributed_step(self, batch, update_discriminator: bool, update_decoder: bool):
+    self._set_learning_rate()
     per_replica = self.strategy.run(self._replica_step,
                                     args=(batch, update_discriminator, update_decoder))
+    self.step.assign_add(1)
     # Each replica's losses are already divided by the global batch: their sum is the mean.
     return {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
             for name, value in per_replica.items()}
 
   def train_step(self, batch, update_discriminator: bool = True, update_decoder: bool = True):
-    """One step on a (distributed) global batch; returns the global mean of each loss term."""
-    self._set_learning_rate(int(self.step.numpy()))
-    metrics = self._distributed_step(batch, bool(update_discriminator), bool(update_decoder))
-    self.step.assign_add(1)
-    return metrics
+    """One step on a (distributed) global batch; returns the global mean of each loss term.
+
+    Everything the step needs (learning rate, step count) lives on the device: nothing is
+    read back to Python, so the host never waits for a step to finish before queuing the next.
+    """
+    return self._distributed_step(batch, bool(update_discriminator), bool(update_decoder))
 
   def equilibrium_gates(self, previous: dict):
     """(update_discriminator, update_decoder) from the last step's BCEs (Larsen's official code)."""
@@ -209,6 +220,20 @@ class VAEGAN:
     if not (update_discriminator or update_decoder):
       return True, True
     return update_discriminator, update_decoder
+
+  def use_float32_networks(self) -> None:
+    """Swaps in float32 copies of the networks (same weights): what is exported and measured
+    after a mixed-precision run computes in float32 on any device, as the Evaluator measures it."""
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy('float32')
+    try:
+      for name, build in (('encoder', networks.build_encoder), ('decoder', networks.build_decoder),
+                          ('discriminator', networks.build_discriminator)):
+        copy = build(self.arch)
+        copy.set_weights(self.networks[name].get_weights())
+        setattr(self, name, copy)
+    finally:
+      keras.mixed_precision.set_global_policy(policy)
 
   # ------------------------------------------------------------------ inference helpers
   def encode(self, images):
