@@ -179,7 +179,8 @@ def summary(record: RunRecord, pipeline_root: str, serving_base: str, model_name
   serve = 'make serve'
   if (os.path.abspath(serving_base), model_name) != (os.path.abspath(os.path.join(configs.OUTPUT_DIR, 'serving')),
                                                        configs.MODEL_NAME):
-    serve += f' ARGS={shlex.quote(f"--model-base-path {serving_base} --model-name {model_name}")}'
+    base = serving_base if '://' in serving_base else os.path.abspath(serving_base)  # make runs in the repository
+    serve += f' ARGS={shlex.quote(f"--model-base-path {base} --model-name {model_name}")}'
   cli = 'scripts/env.sh run python -m cns_vaegan.serving.cli'
   served = served_version(serving_base, model_name)
   if blessed:

@@ -112,10 +112,10 @@ class FinishedRun:
     return {'ModelEvaluation': self.evaluation} if node_id == 'GlyphEvaluator' else {}
 
 
-def _summary(tmp_path, blessed, reasons=()):
+def _summary(tmp_path, blessed, reasons=(), serving_base=None):
   run = FinishedRun(tmp_path / 'run', {'blessing': {'blessed': blessed, 'reasons': list(reasons)}})
-  return '\n'.join(run_summary.summary(run, str(tmp_path / 'root'), str(tmp_path / 'serving'), 'cns_vaegan',
-                                       str(tmp_path / 'run.log')))
+  return '\n'.join(run_summary.summary(run, str(tmp_path / 'root'), serving_base or str(tmp_path / 'serving'),
+                                       'cns_vaegan', str(tmp_path / 'run.log')))
 
 
 def _push(tmp_path, version, when=None):
@@ -126,7 +126,7 @@ def _push(tmp_path, version, when=None):
     os.utime(folder / 'saved_model.pb', (when.timestamp(),) * 2)
 
 
-def test_a_summary_not_blessed_says_what_make_serve_would_serve_and_what_to_do(tmp_path):
+def test_a_summary_not_blessed_says_what_make_serve_would_serve_and_what_to_do(tmp_path, monkeypatch):
   serve = f"make serve ARGS='--model-base-path {tmp_path / 'serving'} --model-name cns_vaegan'"
   summary = _summary(tmp_path, False, ['reconstruction.ssim.mean 0.12 < min 0.2'])
   assert 'cns-vaegan: model NOT blessed, nothing pushed\n  why: reconstruction.ssim.mean 0.12 < min 0.2' in summary
@@ -147,6 +147,8 @@ def test_a_summary_not_blessed_says_what_make_serve_would_serve_and_what_to_do(t
   blessed = _summary(tmp_path, True)
   assert f'{serve}    # gRPC :8500, REST :8501' in blessed and 'would serve' not in blessed
   assert '--thresholds' not in blessed
+  monkeypatch.chdir(tmp_path)  # a relative --output-dir: make runs in the repository, so the path is absolute
+  assert f'{serve}    # gRPC' in _summary(tmp_path, True, serving_base='serving')
 
 
 def test_the_cli_starts_without_tensorflows_start_up_lines():
