@@ -186,8 +186,8 @@ def summary(record: RunRecord, pipeline_root: str, serving_base: str, model_name
   if blessed:
     lines.append(f'  {serve}    # gRPC :8500, REST :8501')
   elif served:
-    lines.append(f'  {serve}    # would serve version {served[0]}, pushed {served[1]} by an earlier run, '
-                 'not this run\'s model')
+    lines.append(f'  {serve}    # would serve version {served[0]}, pushed {served[1]} by an earlier run '
+                 '(this run pushed nothing)')
   else:
     lines.append(f'  {serve} would serve nothing: no model has been pushed to '
                  f'{_shown(os.path.join(serving_base, model_name))} yet (it would wait for one)')

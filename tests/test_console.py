@@ -140,8 +140,8 @@ def test_a_summary_not_blessed_says_what_make_serve_would_serve_and_what_to_do(t
   _push(tmp_path, 1700000100, earlier)
   _push(tmp_path, 1800000000)  # no saved_model.pb yet: the server would not serve it
   summary = _summary(tmp_path, False, ['samples.swd.mean 30.1 > max 25'])
-  assert (f"{serve}    # would serve version 1700000100, pushed 2026-03-01 09:30 by an earlier run, "
-          "not this run's model") in summary
+  assert (f"{serve}    # would serve version 1700000100, pushed 2026-03-01 09:30 by an earlier run "
+          "(this run pushed nothing)") in summary
   assert 'cns_vaegan.serving.cli arith' in summary
 
   blessed = _summary(tmp_path, True)
