@@ -105,18 +105,18 @@ def _characters(text: str, count: int, what: str) -> str:
   return text
 
 
-# The flags every command takes, before or after its name: (flags, default, argparse keywords).
+# The flags every command takes, before or after its name: (flag, default, argparse keywords).
 GLOBAL_FLAGS = [
-    (('--server',), '127.0.0.1:8500', dict(help='host:port of the gRPC API (default 127.0.0.1:8500)')),
-    (('--model-name',), 'cns_vaegan', dict(help='default cns_vaegan')),
-    (('--model-version',), None, dict(type=int, help='ask for this version (default: latest)')),
-    (('--font',), render_glyphs.DEFAULT_FONT, dict(help='font the characters are rendered with '
-                                                   '(default: the dataset\'s)')),
-    (('--size',), render_glyphs.DEFAULT_SIZE,
+    ('--server', '127.0.0.1:8500', dict(help='host:port of the gRPC API (default 127.0.0.1:8500)')),
+    ('--model-name', 'cns_vaegan', dict(help='the served model\'s name (default cns_vaegan)')),
+    ('--model-version', None, dict(type=int, help='ask for this version (default: latest)')),
+    ('--font', render_glyphs.DEFAULT_FONT, dict(help='font the characters are rendered with '
+                                                '(default: the dataset\'s)')),
+    ('--size', render_glyphs.DEFAULT_SIZE,
      dict(type=int, help='render size of typed characters (the server resizes to its model)')),
-    (('--out',), DEFAULT_OUT, dict(help=f'folder for the PNG figures (default ./{DEFAULT_OUT})')),
-    (('--timeout',), 30.0, dict(type=float, help='deadline of each call, seconds (default 30)')),
-    (('--max-batch-size',), MAX_BATCH_SIZE,
+    ('--out', DEFAULT_OUT, dict(help=f'folder for the PNG figures (default ./{DEFAULT_OUT})')),
+    ('--timeout', 30.0, dict(type=float, help='deadline of each call, seconds (default 30)')),
+    ('--max-batch-size', MAX_BATCH_SIZE,
      dict(type=int, help='glyphs a request may ask for: the server\'s --max-batch-size (default '
                          f'{MAX_BATCH_SIZE}, the embedded server\'s); `sample` splits larger n')),
 ]
@@ -127,8 +127,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   # argparse default is SUPPRESS, so a command's parser does not overwrite a value given
   # before the command; the real defaults are filled in after parsing.
   common = argparse.ArgumentParser(add_help=False)
-  for flags, _, keywords in GLOBAL_FLAGS:
-    common.add_argument(*flags, default=argparse.SUPPRESS, **keywords)
+  for flag, _, keywords in GLOBAL_FLAGS:
+    common.add_argument(flag, default=argparse.SUPPRESS, **keywords)
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], parents=[common])
   commands = parser.add_subparsers(dest='command', required=True)
 
@@ -151,10 +151,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   batch.add_argument('file', nargs='?', default=arithmetic_tuples.DEFAULT_PATH)
   command('status', help='the served versions and their states')
   args = parser.parse_args(argv)
-  for flags, default, _ in GLOBAL_FLAGS:
-    name = flags[0].lstrip('-').replace('-', '_')
-    if not hasattr(args, name):
-      setattr(args, name, default)
+  for flag, default, _ in GLOBAL_FLAGS:
+    if not hasattr(args, flag[2:].replace('-', '_')):
+      setattr(args, flag[2:].replace('-', '_'), default)
   if args.max_batch_size < 1:
     parser.error('--max-batch-size must be 1 or more')
   if args.command == 'sample' and args.n < 1:
@@ -164,7 +163,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
   args = parse_args(argv)
-
   with GlyphClient(args.server, args.model_name, args.model_version, args.timeout) as client:
     try:
       if args.command == 'status':
