@@ -1,6 +1,9 @@
 # The two commands of README.md. Everything runs inside the project's environment
 # (scripts/env.sh: a venv, or a cached Debian 13 root filesystem on older hosts).
-ENV := scripts/env.sh
+# Commands run in make's folder (relative paths in ARGS mean what they mean there); the
+# repository's own paths are absolute, so `make -f PATH/Makefile ...` works from anywhere.
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+ENV := $(ROOT)/scripts/env.sh
 # Extra flags for the local runner, e.g. make run ARGS="--data-root ~/pngs -- --runner=FlinkRunner"
 ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -10,20 +13,20 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 run:  ## set up, then run the whole local pipeline on the built-in dataset
 	$(ENV) run python -m cns_vaegan.pipeline.local_runner $(ARGS)
 
-test:  ## set up, then run the test suite
-	$(ENV) run python -m pytest $(ARGS)
+test:  ## set up, then run the test suite (from the repository: pytest's rootdir and testpaths)
+	cd "$(ROOT)" && $(ENV) run python -m pytest $(ARGS)
 
 setup:
 	$(ENV) setup
 
 benchmark:  ## ingestion throughput: PngExampleGen vs a plain loop
-	$(ENV) run python benchmarks/ingest_throughput.py $(ARGS)
+	$(ENV) run python $(ROOT)/benchmarks/ingest_throughput.py $(ARGS)
 
 benchmark-train:  ## images/s of the train step at the seed's size
-	$(ENV) run python benchmarks/train_throughput.py $(ARGS)
+	$(ENV) run python $(ROOT)/benchmarks/train_throughput.py $(ARGS)
 
 benchmark-serving:  ## gRPC requests/s and latency against in-process calls
-	$(ENV) run python benchmarks/serving_throughput.py $(ARGS)
+	$(ENV) run python $(ROOT)/benchmarks/serving_throughput.py $(ARGS)
 
 serve:  ## serve the pushed model (gRPC 8500, REST 8501) with the embedded server
-	$(ENV) run python -m cns_vaegan.serving.model_server --model-base-path outputs/serving $(ARGS)
+	$(ENV) run python -m cns_vaegan.serving.model_server --model-base-path $(ROOT)/outputs/serving $(ARGS)

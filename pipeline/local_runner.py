@@ -33,14 +33,25 @@ from cns_vaegan.pipeline import configs, console, pipeline, run_summary
 
 
 def _hparam(text: str):
-  """key=value, the value read as JSON when it parses (numbers, true/false), else a string."""
-  key, sep, value = text.partition('=')
-  if not sep:
-    raise argparse.ArgumentTypeError(f'expected key=value, got {text!r}')
+  """key=value, the value parsed by the TrainingConfig field's type (see parse_setting)."""
   try:
-    return key, json.loads(value)
-  except json.JSONDecodeError:
-    return key, value
+    return TrainingConfig.parse_setting(text)
+  except ValueError as error:
+    raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _int_in(low: int, high: Optional[int] = None):
+  """An argparse type: an integer in [low, high] (no upper bound without high)."""
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f'expected a whole number, got {text!r}') from None
+    if value < low or (high is not None and value > high):
+      bounds = f'from {low} to {high}' if high is not None else f'{low} or more'
+      raise argparse.ArgumentTypeError(f'must be {bounds}, got {value}')
+    return value
+  return parse
 
 
 def parse_args(argv: Optional[List[str]] = None):
@@ -66,19 +77,21 @@ def parse_args(argv: Optional[List[str]] = None):
   parser.add_argument('--architecture', help='network JSON (img_h, img_w, img_c, ch, z_dim, ...); '
                       'default: the profile\'s')
   parser.add_argument('--image-size', type=int, help='override the architecture\'s img_h and img_w')
-  parser.add_argument('--train-steps', type=int, help='global training steps (default: the profile\'s)')
+  parser.add_argument('--train-steps', type=_int_in(1), help='global training steps (default: the profile\'s)')
   parser.add_argument('--hparam', type=_hparam, action='append', default=[], metavar='KEY=VALUE',
-                      help='a training setting (see components/trainer/training_config.py); repeatable')
-  parser.add_argument('--cpu-replicas', type=int, default=0,
+                      help='a training setting (see components/trainer/training_config.py), '
+                           'e.g. gamma=0.01 or latent_tanh=false; repeatable')
+  parser.add_argument('--cpu-replicas', type=_int_in(0), default=0,
                       help='with no GPU, train with MirroredStrategy over this many logical CPUs')
-  parser.add_argument('--eval-percent', type=int, default=configs.EVAL_PERCENT)
+  parser.add_argument('--eval-percent', type=_int_in(1, 99), default=configs.EVAL_PERCENT,
+                      help='share of the glyphs in the eval split, 1 to 99 (default: %(default)s)')
   parser.add_argument('--serving-base', default=None,
                       help='TF Serving base path; blessed models go to <it>/<model name>/<version> '
                            '(default: <output-dir>/serving)')
   parser.add_argument('--model-name', default=configs.MODEL_NAME)
   parser.add_argument('--thresholds', help='JSON file of blessing thresholds '
                       '({"reconstruction.ssim.mean": {"min": 0.2}, ...}; see README)')
-  parser.add_argument('--eval-examples', type=int, default=2048,
+  parser.add_argument('--eval-examples', type=_int_in(1), default=2048,
                       help='eval glyphs (and samples) the evaluator measures')
   parser.add_argument('--schema', help='a reviewed schema.pbtxt to validate the data against '
                       '(ImportSchemaGen), instead of the one SchemaGen infers')
@@ -94,7 +107,8 @@ def parse_args(argv: Optional[List[str]] = None):
     args.profile = configs.DEFAULT_PROFILE['gpu' if _gpu_visible() else 'cpu']
   profile = configs.PROFILES[args.profile]
   args.architecture = args.architecture or profile['architecture']
-  args.train_steps = args.train_steps or profile['train_steps']
+  if args.train_steps is None:
+    args.train_steps = profile['train_steps']
   architecture = Architecture.load(args.architecture).to_dict()
   if args.image_size:
     architecture.update(img_h=args.image_size, img_w=args.image_size)
@@ -102,7 +116,10 @@ def parse_args(argv: Optional[List[str]] = None):
   training = dict(profile['training'], **dict(args.hparam))  # --hparam wins over the profile
   if args.cpu_replicas:
     training['cpu_replicas'] = args.cpu_replicas
-  TrainingConfig.from_dict(training)  # fail now, not after ingestion, on a bad setting
+  try:
+    TrainingConfig.from_dict(training)  # fail now, not after ingestion, on a bad setting
+  except ValueError as error:
+    parser.error(f'--hparam: {error}')
   args.training_values = training
   args.evaluation_values = {
       'max_examples': args.eval_examples, 'num_samples': args.eval_examples,

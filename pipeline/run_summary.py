@@ -4,12 +4,14 @@ RunRecord reads ML Metadata: each node's last execution (run or cached) and the 
 it output. `summary` turns those into the lines a person reads at the end of `make run`:
 blessed or not and why, where the model was pushed, the data (ingestion report and
 ExampleValidator's anomalies), the Evaluator's headline figures beside their baselines
-(its metrics.json), and the commands to run next.
+(its metrics.json), and the commands to run next: when the model is not blessed, what to
+change, and which earlier model, if any, `make serve` would serve instead.
 """
+import datetime
 import json
 import os
 import shlex
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
@@ -17,6 +19,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from cns_vaegan.pipeline import configs
+from cns_vaegan.serving import servables
 
 # The Evaluator's headline figures: (label, path into a model's figures in metrics.json, format).
 HEADLINE = [
@@ -70,7 +73,9 @@ def _read_json(path: str) -> Optional[Dict[str, Any]]:
 
 def _shown(path: str) -> str:
   """A path as a person types it: relative to here when it is below here."""
-  relative = os.path.relpath(path) if '://' not in path else path
+  if not path or '://' in path:
+    return path
+  relative = os.path.relpath(path)
   return path if relative.startswith('..') else relative
 
 
@@ -108,6 +113,17 @@ def metrics_table(report: Dict[str, Any]) -> List[str]:
   widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
   return ['  ' + '  '.join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i])
                            for i, cell in enumerate(row)) for row in [header] + rows]
+
+
+def served_version(serving_base: str, model_name: str) -> Optional[Tuple[int, str]]:
+  """(version, local time it was pushed) of what the model server would serve from this base:
+  the newest complete version, picked as the server picks it; None when nothing is there."""
+  versions = servables.available_versions(os.path.join(serving_base, model_name))
+  if not versions:
+    return None
+  version = max(versions)
+  pushed = tf.io.gfile.stat(os.path.join(versions[version], 'saved_model.pb')).mtime_nsec / 1e9
+  return version, datetime.datetime.fromtimestamp(pushed).strftime('%Y-%m-%d %H:%M')
 
 
 def summary(record: RunRecord, pipeline_root: str, serving_base: str, model_name: str,
@@ -154,14 +170,29 @@ def summary(record: RunRecord, pipeline_root: str, serving_base: str, model_name
   if evaluation is not None:
     lines.append(f'  figures and metrics.json: {_shown(evaluation.uri)}')
 
+  blessed = bool(report and report['blessing']['blessed'])
+  lines.append('next:')
+  if report and not blessed:
+    lines += ['  the reasons above name the thresholds the model missed (its figures and metrics.json show more);',
+              '  make run ARGS="--thresholds FILE.json" judges it by yours (the trained model comes from the cache),',
+              '  or train again: ARGS="--train-steps N", "--hparam KEY=VALUE", or "--no-cache" to re-run everything']
   serve = 'make serve'
   if (os.path.abspath(serving_base), model_name) != (os.path.abspath(os.path.join(configs.OUTPUT_DIR, 'serving')),
                                                        configs.MODEL_NAME):
-    serve += f' ARGS={shlex.quote(f"--model-base-path {serving_base} --model-name {model_name}")}'
+    base = serving_base if '://' in serving_base else os.path.abspath(serving_base)  # make runs in the repository
+    serve += f' ARGS={shlex.quote(f"--model-base-path {base} --model-name {model_name}")}'
   cli = 'scripts/env.sh run python -m cns_vaegan.serving.cli'
-  lines += ['next:',
-            f'  {serve}    # gRPC :8500, REST :8501',
-            f'  {cli} arith 酪 鉻 鉸    # in another shell; figures/ gets the PNG',
-            f'  scripts/env.sh run tensorboard --logdir {_shown(os.path.join(pipeline_root, "Trainer", "model_run"))}',
+  served = served_version(serving_base, model_name)
+  if blessed:
+    lines.append(f'  {serve}    # gRPC :8500, REST :8501')
+  elif served:
+    lines.append(f'  {serve}    # would serve version {served[0]}, pushed {served[1]} by an earlier run '
+                 '(this run pushed nothing)')
+  else:
+    lines.append(f'  {serve} would serve nothing: no model has been pushed to '
+                 f'{_shown(os.path.join(serving_base, model_name))} yet (it would wait for one)')
+  if blessed or served:
+    lines.append(f'  {cli} arith 酪 鉻 鉸    # in another shell; prints where the PNG went')
+  lines += [f'  scripts/env.sh run tensorboard --logdir {_shown(os.path.join(pipeline_root, "Trainer", "model_run"))}',
             f'full log: {_shown(log_path)}']
   return lines

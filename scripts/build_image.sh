@@ -4,8 +4,8 @@
 #
 #   scripts/build_image.sh [--tag NAME] [--cuda] [--prepare] [-- MORE DOCKER BUILD ARGUMENTS]
 #
-# --prepare stops after steps 1 and 2 (all that needs apt and root), so the build can run
-# beside other work, as .ci/run runs it beside the environment's set-up.
+# --prepare stops after steps 1 and 2 (all that needs apt and root, python3 for the label too),
+# so the build can run beside other work, as .ci/run runs it beside the environment's set-up.
 #
 # 1. Docker: without `dockerd`, installs Debian's docker.io; when no daemon answers,
 #    starts `dockerd` in the background (overlay2, default flags; log in
@@ -20,6 +20,8 @@
 #   CNS_IMAGE           image name (default cns-vaegan:dev; the tests' default too)
 #   CNS_BASE_IMAGE      base image (default debian:trixie-slim)
 #   CNS_DEBIAN_MIRROR   Debian mirror for debootstrap (as for scripts/env.sh)
+# The image is labelled with the hash of the files it is built from (kubeflow/image_source.py,
+# run with the host's python3), which the kfp.local test compares with its checkout's.
 # Prints how long each part took (docker install, dockerd start, base image, build).
 set -euo pipefail
 
@@ -93,21 +95,30 @@ base_image() {
   rm -rf --one-file-system "$dir" "$dir.log"
 }
 
+install_python3() {  # for the image's label (kubeflow/image_source.py, standard library only)
+  command -v python3 >/dev/null && return
+  need_root "installing python3 (apt-get install python3), which labels the image" "install python3 yourself"
+  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 >/dev/null \
+    || die "apt-get install python3 failed"
+}
+
 build() {
-  local ca="" f
+  local ca="" f label
+  label=$(python3 "$REPO/kubeflow/image_source.py" "$REPO") || die "hashing the build context failed"
   for f in /usr/local/share/ca-certificates/*.crt /usr/local/share/ca-certificates/*/*.crt; do
     [ -f "$f" ] && ca+="$(cat "$f")"$'\n'
   done
   [ -z "$ca" ] || log "passing this host's extra CA certificates (/usr/local/share/ca-certificates) to the build"
-  log "building $TAG (CUDA=$CUDA) from $REPO"
+  log "building $TAG (CUDA=$CUDA) from $REPO, label $label"
   docker build --build-arg BASE_IMAGE="$BASE" --build-arg CUDA="$CUDA" --build-arg EXTRA_CA_CERTS="$ca" \
-    -t "$TAG" "$@" "$REPO" || die "docker build failed (see above)"
+    --label "$label" -t "$TAG" "$@" "$REPO" || die "docker build failed (see above)"
 }
 
 total=$SECONDS
 timed "docker install" install_docker
 timed "dockerd start" start_dockerd
 timed "base image" base_image
+install_python3
 [ "$PREPARE" = 0 ] || exit 0
 timed "image build" build "$@"
 log "built $TAG ($(docker image inspect -f '{{.Size}}' "$TAG" | awk '{printf "%.2f GB", $1/1e9}')) in $((SECONDS - total)) s"

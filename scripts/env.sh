@@ -2,7 +2,8 @@
 # The project's environment, made and entered the same way by `make`, CI and users.
 #
 #   scripts/env.sh setup         make the environment (idempotent, cached)
-#   scripts/env.sh run CMD ...   run CMD inside it, from the repository root
+#   scripts/env.sh run CMD ...   run CMD inside it, in the current folder (so relative paths
+#                                in CMD mean what they mean here)
 #   scripts/env.sh lock          re-resolve requirements.in into requirements.lock (and the
 #                                image's GPU additions into requirements-gpu.lock)
 #
@@ -122,6 +123,18 @@ enter() {
   ' enter "$root" "$mounts" "$(docker_socket)" "$@"
 }
 
+# Whether folder $1 is visible inside the root filesystem: a bound folder or below one
+# (elsewhere, the root filesystem's own folder of that name, or none, would be there).
+bound_inside() {
+  local d mounts="$DEFAULT_MOUNTS:${CNS_EXTRA_MOUNTS:-}:$REPO" IFS=:
+  for d in $mounts; do
+    d=${d%/}
+    [ -n "$d" ] || continue
+    case "$1/" in "$d"/*) return 0 ;; esac
+  done
+  return 1
+}
+
 in_root() {  # run a command in the root filesystem with the venv on PATH, cwd = $PWD
   local root=$1; shift
   enter "$root" /usr/bin/env VIRTUAL_ENV=/venv HOME="${HOME:-/root}" /bin/bash -c 'cd "$0" && exec "$@"' "$PWD" "$@"
@@ -188,13 +201,18 @@ case "$cmd" in
     if [ "$(mode)" = venv ]; then setup_venv; else setup_rootfs; fi ;;
   run)
     [ $# -gt 0 ] || die "usage: scripts/env.sh run CMD [ARGS...]"
+    # In the caller's folder: relative paths the command is given mean what they mean there.
     if [ "$(mode)" = venv ]; then
-      setup_venv; cd "$REPO"; PATH="$REPO/.venv/bin:$PATH" VIRTUAL_ENV="$REPO/.venv" exec "$@"
+      setup_venv; PATH="$REPO/.venv/bin:$PATH" VIRTUAL_ENV="$REPO/.venv" exec "$@"
     else
-      setup_rootfs; cd "$REPO"; in_root "$(rootfs_dir)" "$@"
+      bound_inside "$PWD" || die "the current folder $PWD is not visible inside the environment," \
+        "which binds only ${DEFAULT_MOUNTS//:/, } and the repository: cd into one of them, or add" \
+        "a folder above it to CNS_EXTRA_MOUNTS (colon-separated)"
+      setup_rootfs; in_root "$(rootfs_dir)" "$@"
     fi ;;
   lock)
     # Resolve requirements.in in a scratch environment of the same kind and freeze it.
+    cd "$REPO"  # it takes no paths, and its last step runs inside, where the repository is bound
     if [ "$(mode)" = venv ]; then
       tmpv=$(mktemp -d); python3 -m venv "$tmpv"
       "$tmpv/bin/pip" install -q -r "$REPO/requirements.in" && "$tmpv/bin/pip" freeze --exclude-editable > "$LOCK"
@@ -210,6 +228,6 @@ case "$cmd" in
       remove_stale_rootfs "$(rootfs_dir)"
     fi
     log "wrote $LOCK ($(wc -l < "$LOCK") packages)"
-    "$0" run python scripts/resolve_gpu_lock.py ;;
+    "$0" run python "$REPO/scripts/resolve_gpu_lock.py" ;;
   *) die "usage: scripts/env.sh setup | run CMD [ARGS...] | lock" ;;
 esac

@@ -1,4 +1,6 @@
 """What the terminal shows while the local pipeline runs, and what goes to the log file instead."""
+import datetime
+import json
 import logging as py_logging
 import os
 import re
@@ -7,6 +9,7 @@ import sys
 
 import pytest
 from absl import logging
+from ml_metadata.proto import metadata_store_pb2
 
 from cns_vaegan.pipeline import console, run_summary
 
@@ -94,6 +97,58 @@ def test_the_summary_puts_each_baseline_beside_the_candidate():
   # Without baselines (or with the last blessed model only) the table still reads.
   alone = run_summary.metrics_table({'candidate': report['candidate'], 'baseline': report['candidate']})
   assert alone[0].split()[-3:] == ['candidate', 'last', 'blessed'] and len(alone) == 1 + 7
+
+
+class FinishedRun:
+  """What RunRecord answers for a finished run whose Evaluator wrote `report`, without a store."""
+  pipeline_name = 'cns-vaegan'
+
+  def __init__(self, folder, report):
+    os.makedirs(folder / 'evaluation', exist_ok=True)
+    (folder / 'evaluation' / 'metrics.json').write_text(json.dumps(report))
+    self.evaluation = metadata_store_pb2.Artifact(uri=str(folder / 'evaluation'))
+
+  def outputs(self, node_id):
+    return {'ModelEvaluation': self.evaluation} if node_id == 'GlyphEvaluator' else {}
+
+
+def _summary(tmp_path, blessed, reasons=(), serving_base=None):
+  run = FinishedRun(tmp_path / 'run', {'blessing': {'blessed': blessed, 'reasons': list(reasons)}})
+  return '\n'.join(run_summary.summary(run, str(tmp_path / 'root'), serving_base or str(tmp_path / 'serving'),
+                                       'cns_vaegan', str(tmp_path / 'run.log')))
+
+
+def _push(tmp_path, version, when=None):
+  folder = tmp_path / 'serving' / 'cns_vaegan' / str(version)
+  os.makedirs(folder)
+  if when:  # complete, pushed at `when`; else a folder the Pusher is still copying into
+    (folder / 'saved_model.pb').write_bytes(b'')
+    os.utime(folder / 'saved_model.pb', (when.timestamp(),) * 2)
+
+
+def test_a_summary_not_blessed_says_what_make_serve_would_serve_and_what_to_do(tmp_path, monkeypatch):
+  serve = f"make serve ARGS='--model-base-path {tmp_path / 'serving'} --model-name cns_vaegan'"
+  summary = _summary(tmp_path, False, ['reconstruction.ssim.mean 0.12 < min 0.2'])
+  assert 'cns-vaegan: model NOT blessed, nothing pushed\n  why: reconstruction.ssim.mean 0.12 < min 0.2' in summary
+  assert '--thresholds FILE.json' in summary and '--no-cache' in summary and '--train-steps' in summary
+  assert (f'{serve} would serve nothing: no model has been pushed to {tmp_path / "serving" / "cns_vaegan"} '
+          'yet (it would wait for one)') in summary
+  assert 'cns_vaegan.serving.cli' not in summary  # nothing to query
+
+  earlier = datetime.datetime(2026, 3, 1, 9, 30)
+  _push(tmp_path, 1700000000, earlier - datetime.timedelta(days=1))
+  _push(tmp_path, 1700000100, earlier)
+  _push(tmp_path, 1800000000)  # no saved_model.pb yet: the server would not serve it
+  summary = _summary(tmp_path, False, ['samples.swd.mean 30.1 > max 25'])
+  assert (f"{serve}    # would serve version 1700000100, pushed 2026-03-01 09:30 by an earlier run "
+          "(this run pushed nothing)") in summary
+  assert 'cns_vaegan.serving.cli arith' in summary
+
+  blessed = _summary(tmp_path, True)
+  assert f'{serve}    # gRPC :8500, REST :8501' in blessed and 'would serve' not in blessed
+  assert '--thresholds' not in blessed
+  monkeypatch.chdir(tmp_path)  # a relative --output-dir: make runs in the repository, so the path is absolute
+  assert f'{serve}    # gRPC' in _summary(tmp_path, True, serving_base='serving')
 
 
 def test_the_cli_starts_without_tensorflows_start_up_lines():

@@ -1,12 +1,13 @@
 """The container image recipe (Dockerfile, .dockerignore), read: the environment the tests
 run in (the same Debian release and Debian packages as scripts/env.sh, the same
 requirements.lock, the project installed), layered so a code change rebuilds only the
-project's layer, and a build context that holds every file the package needs. Building
-and running it is tests/test_kubeflow_local_run.py's job (scripts/build_image.sh)."""
-import fnmatch
+project's layer, and a build context that holds every file the package needs, whose hash
+(the image's label) changes with those files only. Building and running it is
+tests/test_kubeflow_local_run.py's job (scripts/build_image.sh)."""
 import os
 import re
 
+from cns_vaegan.kubeflow import image_source
 from cns_vaegan.pipeline import configs
 
 ROOT = configs.REPO_ROOT
@@ -59,18 +60,9 @@ def test_dockerfile_rebuilds_the_test_environment():
   assert re.search(r'^ENV PATH=/venv/bin:\$PATH', runtime, re.M)
 
 
-def _ignored(path, patterns):
-  """Whether .dockerignore keeps `path` out of the build context (it or a parent matches)."""
-  parts = path.split('/')
-  prefixes = ['/'.join(parts[:i]) for i in range(1, len(parts) + 1)]
-  return any(fnmatch.fnmatch(prefix, pattern) or fnmatch.fnmatch(prefix, pattern.lstrip('*/'))
-             for pattern in patterns for prefix in prefixes)
-
-
 def test_build_context_has_the_package_and_not_the_outputs():
-  patterns = [line.strip() for line in _read('.dockerignore').splitlines()
-              if line.strip() and not line.startswith('#')]
-  assert not any(p.startswith('!') for p in patterns)  # kept simple: no re-includes
+  rules = image_source.ignore_rules(ROOT)
+  assert rules and not any(back for back, _ in rules)  # kept simple: no re-includes
   pyproject = _read('pyproject.toml')
   package_dirs = re.findall(r'^"cns_vaegan[.\w]*" = "([\w/]+)"$', pyproject, re.M)
   assert 'pipeline' in package_dirs and 'kubeflow' in package_dirs
@@ -78,7 +70,69 @@ def test_build_context_has_the_package_and_not_the_outputs():
             'data/arithmetic_tuples.txt'] + [f'{d}/__init__.py' for d in package_dirs]
   for path in needed:
     assert os.path.exists(os.path.join(ROOT, path)), path
-    assert not _ignored(path, patterns), path
+    assert not image_source.ignored(path, rules), path
   for path in ['outputs/pipelines', 'data/glyphs/twkai_32/U20320.png', '.git/HEAD', '.venv/bin',
-               'components/__pycache__/x.pyc']:
-    assert _ignored(path, patterns), path
+               'components/__pycache__/x.pyc', 'cns-vaegan-figures/samples_n64_seed0.png']:
+    assert image_source.ignored(path, rules), path
+
+
+def _tree(root, files):
+  for path, content in files.items():
+    os.makedirs(os.path.dirname(os.path.join(root, path)) or root, exist_ok=True)
+    with open(os.path.join(root, path), 'w') as f:
+      f.write(content)
+
+
+def test_the_source_hash_changes_with_what_the_image_copies_and_nothing_else(tmp_path):
+  root = str(tmp_path)
+  _tree(root, {'.dockerignore': _read('.dockerignore'), 'Dockerfile': 'FROM x\n', 'pipeline/a.py': 'A = 1\n',
+               'scripts/run.sh': 'echo\n'})
+  first = image_source.source_hash(root)
+  assert first == image_source.source_hash(root)
+  # What .dockerignore leaves out of the context: run outputs, caches, git, the CLI's figures.
+  _tree(root, {'outputs/pipelines/x': '1', 'data/glyphs/twkai_32/U1.png': '2', '.git/HEAD': '3',
+               'pipeline/__pycache__/a.cpython-313.pyc': '4', 'cns_vaegan.egg-info/PKG-INFO': '5',
+               'cns-vaegan-figures/f.png': '6', '.venv/bin/python': '7'})
+  assert image_source.source_hash(root) == first
+  changes = [lambda: _tree(root, {'pipeline/a.py': 'A = 2\n'}),          # content
+             lambda: os.chmod(os.path.join(root, 'scripts/run.sh'), 0o755),  # executable bit
+             lambda: _tree(root, {'pipeline/b.py': ''}),                  # a new file
+             lambda: os.rename(os.path.join(root, 'pipeline/b.py'), os.path.join(root, 'pipeline/c.py')),
+             lambda: os.symlink('a.py', os.path.join(root, 'pipeline/link.py'))]
+  seen = {first}
+  for change in changes:
+    change()
+    seen.add(image_source.source_hash(root))
+  assert len(seen) == 1 + len(changes)
+
+
+DOCKERIGNORE = """# rules of every kind Docker's .dockerignore has
+*.egg-info
+/top.txt
+**/__pycache__
+**/*.tmp
+docs/**
+!docs/keep.md
+sub/*/deep
+?.log
+[ab].bin
+build
+  spaced
+"""
+
+
+def test_the_build_context_is_the_one_docker_py_computes(tmp_path):
+  from docker.utils import build as docker_build  # pylint: disable=import-outside-toplevel
+  root = str(tmp_path)
+  _tree(root, {'.dockerignore': DOCKERIGNORE, 'Dockerfile': '', **{path: '' for path in [
+      'x.egg-info/PKG-INFO', 'sub/x.egg-info/keep', 'top.txt', 'sub/top.txt', 'a/__pycache__/m.pyc',
+      'a/b/__pycache__/m.pyc', 'a/m.py', 'c.tmp', 'a/b/c.tmp', 'a/b/c.tmpx', 'docs/x.md', 'docs/keep.md',
+      'docs/d/y.md', 'sub/one/deep', 'sub/two/deep/z', 'sub/one/deeper', 'sub/deep', 'x.log', 'xy.log',
+      'a.bin', 'c.bin', 'build/out', 'sub/build', 'spaced', 'kept.txt']}})
+  for folder in (root, ROOT):
+    with open(os.path.join(folder, '.dockerignore')) as f:
+      patterns = [line.strip() for line in f.read().splitlines() if line.strip() and not line.startswith('#')]
+    by_docker_py = sorted(path for path in docker_build.exclude_paths(folder, patterns)
+                          if not os.path.isdir(os.path.join(folder, path)) or os.path.islink(os.path.join(folder, path)))
+    assert image_source.context_files(folder) == by_docker_py, folder
+  assert 'docs/keep.md' in image_source.context_files(root) and 'sub/x.egg-info/keep' in image_source.context_files(root)

@@ -5,7 +5,9 @@ server serves what the Pusher pushed.
 
 Needs a Docker daemon and the image (scripts/build_image.sh; name CNS_IMAGE, default
 cns-vaegan:dev), built from this checkout. Without them the test is skipped and says so;
-with CNS_REQUIRE_DOCKER=1 (as .ci/run sets) it fails instead.
+with CNS_REQUIRE_DOCKER=1 (as .ci/run sets) it fails instead. An image built from other
+files (its label, the hash of its build context, differs from this checkout's) fails the
+test, saying how to rebuild it: it would test other code than this.
 """
 import glob
 import json
@@ -16,7 +18,7 @@ import pytest
 from google.protobuf import json_format
 from kfp.local import executor_input_utils, executor_output_utils
 
-from cns_vaegan.kubeflow import kubeflow_v2_runner
+from cns_vaegan.kubeflow import image_source, kubeflow_v2_runner
 from cns_vaegan.pipeline import configs
 from cns_vaegan.serving import servables
 from cns_vaegan.serving.client import GlyphClient
@@ -27,31 +29,44 @@ IMAGE = os.environ.get('CNS_IMAGE', 'cns-vaegan:dev')
 BEAM_ARGS = ['--direct_running_mode=in_memory', '--direct_num_workers=1']
 
 
+def label_problem(image, labels, checkout_hash):
+  """Why an image with these labels is not a build of this checkout, or None."""
+  found = (labels or {}).get(image_source.LABEL)
+  if found == checkout_hash:
+    return None
+  return (f'the image {image} was built from other files than this checkout ({image_source.LABEL} '
+          f'{found or "missing"}, this checkout {checkout_hash}), so it would test other code')
+
+
 def docker_problem(image):
-  """Why the image cannot run here, or None."""
+  """(why the image cannot run here or is not this checkout's, whether it is the latter),
+  or (None, False)."""
   try:
     import docker  # pylint: disable=import-outside-toplevel
     client = docker.from_env()
     client.ping()
   except Exception as error:  # pylint: disable=broad-except
-    return f'no Docker daemon answers ({error})'
+    return f'no Docker daemon answers ({error})', False
   try:
-    client.images.get(image)
+    labels = client.images.get(image).labels
   except docker.errors.ImageNotFound:
-    return f'the image {image} is not built'
+    return f'the image {image} is not built', False
   finally:
     client.close()
-  return None
+  stale = label_problem(image, labels, image_source.source_hash(configs.REPO_ROOT))
+  return stale, stale is not None
 
 
-def require_image(image, required):
+def require_image(image, required, problem=None):
   """Skips, saying what did not run and why, where the image cannot run; fails instead
-  where it is `required` (CI)."""
-  problem = docker_problem(image)
+  where it is `required` (CI), and always where the image is another checkout's.
+  `problem`: docker_problem's answer, asked of Docker when not given."""
+  problem, stale = problem or docker_problem(image)
   if problem:
     message = (f'NOT RUN: the compiled Kubeflow pipeline in Docker (kfp.local): {problem}. '
-               'Run scripts/build_image.sh (as root: it installs and starts Docker if needed).')
-    if required:
+               f'{"Rebuild" if stale else "Run"} scripts/build_image.sh (as root: it installs and starts '
+               'Docker if needed).')
+    if required or stale:
       pytest.fail(message)
     pytest.skip(message)
 
@@ -154,3 +169,18 @@ def test_without_docker_it_says_what_did_not_run_and_ci_fails(monkeypatch):
   for required, outcome in ((False, pytest.skip.Exception), (True, pytest.fail.Exception)):
     with pytest.raises(outcome, match='NOT RUN: the compiled Kubeflow pipeline in Docker .*no Docker daemon answers'):
       require_image(IMAGE, required)
+
+
+def test_an_image_built_from_other_files_fails_saying_how_to_rebuild_it():
+  this = image_source.source_hash(configs.REPO_ROOT)
+  assert label_problem(IMAGE, {image_source.LABEL: this, 'other': 'x'}, this) is None
+  older = label_problem(IMAGE, {image_source.LABEL: '0' * 64}, this)
+  assert older == (f'the image {IMAGE} was built from other files than this checkout ({image_source.LABEL} '
+                   f'{"0" * 64}, this checkout {this}), so it would test other code')
+  assert f'({image_source.LABEL} missing,' in label_problem(IMAGE, None, this)  # built before labels
+  for required in (False, True):  # even where a missing Docker only skips
+    with pytest.raises(pytest.fail.Exception, match=r'NOT RUN: .*other files than this checkout.*\. '
+                                                    r'Rebuild scripts/build_image\.sh'):
+      require_image(IMAGE, required, problem=(older, True))
+  with pytest.raises(pytest.skip.Exception, match=f'the image {IMAGE} is not built. Run scripts/build_image.sh'):
+    require_image(IMAGE, False, problem=(f'the image {IMAGE} is not built', False))

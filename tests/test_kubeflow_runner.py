@@ -184,7 +184,7 @@ def test_gpus_are_requested_for_the_trainer_only(compiled, tmp_path):
       'Trainer')
 
 
-def test_config_file_gives_flags_and_the_command_line_wins(tmp_path):
+def test_config_file_gives_flags_and_the_command_line_wins(tmp_path, capsys):
   args = kubeflow_v2_runner.parse_args(
       ['--config', CONFIG_EXAMPLE, '--train-steps', '7', '--hparam', 'gamma=0.01',
        '--', '--direct_num_workers=2'])
@@ -202,8 +202,14 @@ def test_config_file_gives_flags_and_the_command_line_wins(tmp_path):
   with pytest.raises(SystemExit):  # where things live has no default
     kubeflow_v2_runner.parse_args(['--data-root', 'gs://b/png', '--serving-base', 'gs://b/s',
                                    '--container-image', IMAGE])
-  with pytest.raises(ValueError, match='unknown keys'):  # the local runner's own validation
+  with pytest.raises(SystemExit):  # the local runner's own validation, before anything runs
     kubeflow_v2_runner.parse_args(runner_argv(tmp_path, extra=['--hparam', 'no_such_setting=1']))
+  assert "unknown training setting 'no_such_setting'; valid keys: batch_size (int)" in capsys.readouterr().err
+  # A config file's hparam list goes through the same parsing.
+  config = tmp_path / 'config.yaml'
+  config.write_text(yaml.safe_dump({'hparam': ['latent_tanh=False', 'gamma=0.5']}))
+  from_file = kubeflow_v2_runner.parse_args(['--config', str(config)] + runner_argv(tmp_path))
+  assert from_file.training_values['latent_tanh'] is False and from_file.training_values['gamma'] == 0.5
 
 
 class FakeKfpClient:

@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_service_pb2_grpc
 
+from cns_vaegan.components import glyph_figures
 from cns_vaegan.components.trainer import export
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
@@ -273,6 +274,33 @@ def test_cli_coefficients_flag_sets_the_panel_width(served, tmp_path, font_path)
   common = ['--server', f'127.0.0.1:{served["server"].port}', '--out', str(tmp_path), '--font', font_path]
   assert cli.main(common + ['arith', '酪鉻鉸', '--coefficients', '1,2']) == 0
   assert Image.open(tmp_path / 'arith_酪-鉻+鉸.png').width == 3 * 17 + 1  # 3 inputs, 2 a values
+
+
+def test_cli_global_flags_go_before_or_after_the_command_and_figures_land_where_it_runs(
+    served, tmp_path, font_path, monkeypatch, capsys):
+  monkeypatch.chdir(tmp_path)  # no --out: ./cns-vaegan-figures, in the folder it runs from
+  address = f'127.0.0.1:{served["server"].port}'
+  assert cli.main(['sample', '-n', '4', '--server', address, '--font', font_path]) == 0
+  written = tmp_path / cli.DEFAULT_OUT / 'samples_n4_seed0.png'
+  assert written.is_file() and capsys.readouterr().out.splitlines() == [str(written)]
+  # Given on both sides, the one after the command wins; given before only, it holds.
+  assert cli.main(['--server', '127.0.0.1:1', 'status', '--server', address, '--timeout', '20']) == 0
+  assert cli.main(['--server', address, '--out', 'elsewhere', 'reconstruct', '你', '--font', font_path]) == 0
+  assert capsys.readouterr().out.splitlines()[-1] == str(tmp_path / 'elsewhere' / 'reconstruct_你.png')
+
+
+def test_cli_sample_splits_n_into_requests_the_server_takes_with_a_progress_bar(served, tmp_path, font_path,
+                                                                             capsys):
+  common = ['--server', f'127.0.0.1:{served["server"].port}', '--out', str(tmp_path), '--font', font_path]
+  assert cli.main(common + ['sample', '-n', '300']) == 0  # over the server's 256
+  assert Image.open(tmp_path / 'samples_n300_seed0.png').size == (18 * 17 + 1, 17 * 17 + 1)
+  assert '300/300' in capsys.readouterr().err
+  # Requests of 7, 7 and 2 glyphs, seeded 3, 4 and 5.
+  assert cli.main(common + ['--max-batch-size', '7', 'sample', '-n', '16', '--seed', '3']) == 0
+  client = served['client']
+  parts = [client.sample(size, seed)['images'] for size, seed in ((7, 3), (7, 4), (2, 5))]
+  expected = glyph_figures.grid(glyph_figures.from_unit_range(np.concatenate(parts)), columns=4)
+  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'samples_n16_seed3.png')), expected[..., 0])
 
 
 def test_a_version_that_failed_to_load_is_retried_spaced_out_then_given_up(tmp_path, served):

@@ -1,8 +1,33 @@
 """Training hyper-parameters. Defaults are the seed's (tf-vaegan v0.4, the README's figures).
 
-Every field can be set from the pipeline (the Trainer's custom_config['training']).
+Every field can be set from the pipeline (the Trainer's custom_config['training']) and
+from the runners' command line (`--hparam KEY=VALUE`, parsed by `parse_setting`).
 """
 import dataclasses
+import math
+from typing import Any, Dict, Tuple
+
+_TRUE, _FALSE = ('true', '1', 'yes', 'on'), ('false', '0', 'no', 'off')
+
+
+def _parse_bool(text: str) -> bool:
+  """Command-line spellings of a bool; anything else is refused (a non-empty string such as
+  'False' must never count as true)."""
+  if text.lower() not in _TRUE + _FALSE:
+    raise ValueError(text)
+  return text.lower() in _TRUE
+
+
+def _parse_float(text: str) -> float:
+  value = float(text)
+  if not math.isfinite(value):
+    raise ValueError(text)
+  return value
+
+
+# How a command-line value becomes each field type (the fields' annotations), and what it takes.
+_PARSERS = {bool: _parse_bool, int: int, float: _parse_float, str: str}
+_TAKES = {bool: '/'.join(_TRUE + _FALSE), int: 'a whole number', float: 'a finite number', str: 'text'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +74,12 @@ class TrainingConfig:
   seed: int = 0
 
   def __post_init__(self):
+    for name, kind in self.field_types().items():
+      value = getattr(self, name)
+      # bool is an int in Python, and an int is a fine float; nothing else converts silently.
+      accepted = (int, float) if kind is float else (kind,)
+      if not isinstance(value, accepted) or (kind is not bool and isinstance(value, bool)):
+        raise ValueError(f'training: {name} must be a {kind.__name__}, got {value!r}')
     if self.dis_l_layer not in (1, 2, 3, 4):
       raise ValueError(f'training: dis_l_layer must be 1..4, got {self.dis_l_layer}')
     if self.update_schedule not in ('sequential', 'one_pass'):
@@ -61,6 +92,34 @@ class TrainingConfig:
       raise ValueError(f'training: learning_rate_decay must be in [0, 1], got {self.learning_rate_decay}')
     if self.batch_size <= 0 or self.decoder_steps_per_discriminator_step < 1:
       raise ValueError('training: batch_size and decoder_steps_per_discriminator_step must be positive')
+
+  @classmethod
+  def field_types(cls) -> Dict[str, type]:
+    return {f.name: f.type for f in dataclasses.fields(cls)}
+
+  @classmethod
+  def valid_keys(cls) -> str:
+    """'batch_size (int), learning_rate (float), ...': what an error message offers."""
+    return ', '.join(f'{name} ({kind.__name__})' for name, kind in cls.field_types().items())
+
+  @classmethod
+  def parse_setting(cls, text: str) -> Tuple[str, Any]:
+    """(key, value) from 'key=value' as a runner's --hparam gives it, the value parsed by the
+    field's type: true/false/1/0/yes/no/on/off for a bool, an integer, a finite number, or
+    the text. An unknown key or a value of the wrong type raises ValueError naming the key,
+    its type and every valid key, so a runner refuses it before anything runs."""
+    key, sep, value = (part.strip() for part in text.partition('='))
+    types = cls.field_types()
+    if not sep or not key:
+      raise ValueError(f'expected KEY=VALUE, got {text!r}; valid keys: {cls.valid_keys()}')
+    if key not in types:
+      raise ValueError(f'unknown training setting {key!r}; valid keys: {cls.valid_keys()}')
+    kind = types[key]
+    try:
+      return key, _PARSERS[kind](value)
+    except ValueError:
+      raise ValueError(f'training setting {key} is a {kind.__name__} ({_TAKES[kind]}), got {value!r}; '
+                       f'valid keys: {cls.valid_keys()}') from None
 
   @classmethod
   def from_dict(cls, values: dict) -> 'TrainingConfig':
