@@ -23,6 +23,7 @@ import concurrent.futures
 import dataclasses
 import signal
 import threading
+import time
 from typing import Optional, Tuple
 
 import grpc
@@ -34,7 +35,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from cns_vaegan.serving import prediction, servables
+from cns_vaegan.serving import batching, prediction, servables
+from cns_vaegan.serving.batching import Batcher, BatchingParameters
 from cns_vaegan.serving.prediction import RequestLimits, ServingError
 from cns_vaegan.serving.rest import RestServer
 from cns_vaegan.serving.servables import ServableManager
@@ -69,8 +71,9 @@ def _abort(context, error: ServingError):
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
   """Predict and GetModelMetadata; the rest are UNIMPLEMENTED by the generated base class."""
 
-  def __init__(self, manager: ServableManager, limits: RequestLimits):
-    self.manager, self.limits = manager, limits
+  def __init__(self, manager: ServableManager, limits: RequestLimits,
+               batcher: Optional[Batcher] = None):
+    self.manager, self.limits, self.batcher = manager, limits, batcher
 
   def Predict(self, request, context):
     try:
@@ -84,7 +87,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                                           request.model_spec.version_label)
       signature_name = prediction.signature_name_or_default(request.model_spec.signature_name)
       outputs = prediction.predict(servable, signature_name, dict(request.inputs),
-                                   request.output_filter, self.limits)
+                                   request.output_filter, self.limits, self.batcher,
+                                   None if remaining is None else time.monotonic() + remaining)
     except ServingError as error:
       return _abort(context, error)
     response = predict_pb2.PredictResponse()
@@ -148,14 +152,20 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 # --------------------------------------------------------------------------- server
 class ModelServer:
-  """gRPC (and optionally REST) serving one model; start() returns once ports are open."""
+  """gRPC (and optionally REST) serving one model; start() returns once ports are open.
+
+  `batching`: server-side batching's parameters (serving/batching.py), None for none.
+  """
 
   def __init__(self, model_base_path: str, model_name: str, host: str = '127.0.0.1',
                port: int = 8500, rest_port: Optional[int] = 8501, model_version: Optional[int] = None,
-               poll_seconds: float = 1.0, options: ServerOptions = ServerOptions()):
+               poll_seconds: float = 1.0, options: ServerOptions = ServerOptions(),
+               batching: Optional[BatchingParameters] = batching.DEFAULT_PARAMETERS):
     self.manager = ServableManager(model_base_path, model_name, model_version, poll_seconds,
                                    options.max_load_retries, options.load_retry_seconds)
     self.host, self.port, self.rest_port, self.options = host, port, rest_port, options
+    self.batching = batching
+    self.batcher: Optional[Batcher] = None
     self.pool = concurrent.futures.ThreadPoolExecutor(options.workers, thread_name_prefix='request')
     self._grpc: Optional[grpc.Server] = None
     self._rest: Optional[RestServer] = None
@@ -167,12 +177,14 @@ class ModelServer:
     if self.manager.wait_for_first_version(wait_for_model_seconds, cancel) is None:
       return None
     options = self.options
+    if self.batching is not None:
+      self.batcher = Batcher(self.batching, options.limits())
     self._grpc = grpc.server(
         self.pool, maximum_concurrent_rpcs=options.max_concurrent_requests,
         options=[('grpc.max_receive_message_length', options.max_message_bytes),
                  ('grpc.max_send_message_length', options.max_message_bytes)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(self.manager, options.limits()), self._grpc)
+        PredictionService(self.manager, options.limits(), self.batcher), self._grpc)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.manager), self._grpc)
     health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
     self.port = self._grpc.add_insecure_port(f'{self.host}:{self.port}')
@@ -180,13 +192,14 @@ class ModelServer:
     if self.rest_port is not None:
       self._rest = RestServer(self.manager, self.host, self.rest_port, self.pool, options.limits(),
                               options.max_rest_body_bytes, options.rest_timeout_seconds,
-                              options.max_concurrent_requests)
+                              options.max_concurrent_requests, self.batcher)
       self.rest_port = self._rest.start()
     for service in ('', 'tensorflow.serving.PredictionService', 'tensorflow.serving.ModelService'):
       self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
     self.manager.start_polling()
-    logging.info('Model server: gRPC on %s:%d, REST on %s; %s', self.host, self.port,
-                 f'{self.host}:{self.rest_port}' if self._rest else 'off', options)
+    logging.info('Model server: gRPC on %s:%d, REST on %s; %s; batching: %s', self.host,
+                 self.port, f'{self.host}:{self.rest_port}' if self._rest else 'off', options,
+                 self.batching or 'off')
     return self.port, self.rest_port
 
   def stop(self, grace: Optional[float] = None) -> None:
@@ -198,11 +211,23 @@ class ModelServer:
       self._rest.stop(grace)
     if stopped:
       stopped.wait()
+    if self.batcher:
+      self.batcher.stop()
     self.manager.stop()
     self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def main(argv=None) -> int:
+def _boolean(text: str) -> bool:
+  """true/false as TF Serving's flags spell them (also 1/0, yes/no)."""
+  if text.lower() in ('true', '1', 'yes'):
+    return True
+  if text.lower() in ('false', '0', 'no'):
+    return False
+  raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
+
+
+def server_from_args(argv=None) -> ModelServer:
+  """The server the command line describes, not yet started (exits 2 on a bad flag or file)."""
   defaults = ServerOptions()
   parser = argparse.ArgumentParser(description='Serve the pushed model over TF Serving\'s gRPC and REST APIs.')
   parser.add_argument('--model-base-path', required=True, help='the Pusher\'s base path (holds <model name>/<version>/)')
@@ -229,20 +254,42 @@ def main(argv=None) -> int:
     parser.add_argument('--' + field.name.replace('_', '-'), type=type(getattr(defaults, field.name)),
                         default=getattr(defaults, field.name),
                         help=f'{helps[field.name]} (default %(default)s)')
+  parser.add_argument('--enable-batching', type=_boolean, nargs='?', const=True, default=True,
+                      metavar='BOOL', help='server-side batching of concurrent requests to a '
+                      'signature (TF Serving\'s --enable_batching; default on); '
+                      '--enable-batching=false or --no-batching turns it off')
+  parser.add_argument('--no-batching', dest='enable_batching', action='store_false',
+                      help='the same as --enable-batching=false')
+  parser.add_argument('--batching-parameters-file', metavar='FILE',
+                      help='a text-format BatchingParameters, the file TF Serving\'s '
+                      '--batching_parameters_file reads (default: the one serving/tf_serving.py '
+                      f'writes: {batching.to_text(batching.DEFAULT_PARAMETERS).strip()})'.replace('%', '%%'))
   args = parser.parse_args(argv)
-  logging.set_verbosity(logging.INFO)
+  if args.batching_parameters_file and not args.enable_batching:
+    parser.error('--batching-parameters-file is set but batching is off')
+  try:
+    parameters = (batching.load_parameters(args.batching_parameters_file)
+                  if args.batching_parameters_file else batching.DEFAULT_PARAMETERS)
+  except (OSError, ValueError) as error:
+    parser.error(str(error))
   options = ServerOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ServerOptions)})
-  server = ModelServer(args.model_base_path, args.model_name, args.host, args.port,
-                       None if args.rest_port < 0 else args.rest_port, args.model_version,
-                       args.poll_seconds, options)
+  return ModelServer(args.model_base_path, args.model_name, args.host, args.port,
+                     None if args.rest_port < 0 else args.rest_port, args.model_version,
+                     args.poll_seconds, options, parameters if args.enable_batching else None)
+
+
+def main(argv=None) -> int:
+  server = server_from_args(argv)
+  model_name, options = server.manager.model_name, server.options
+  logging.set_verbosity(logging.INFO)
   stopping = threading.Event()
   for signum in (signal.SIGTERM, signal.SIGINT):
     signal.signal(signum, lambda signum, frame: stopping.set())
   if server.start(cancel=stopping) is None:
-    logging.info('Stopped before any version of %s loaded', args.model_name)
+    logging.info('Stopped before any version of %s loaded', model_name)
     return 0
-  print(f'serving {args.model_name} on grpc {args.host}:{server.port}'
-        + (f', rest {args.host}:{server.rest_port}' if server.rest_port else ''), flush=True)
+  print(f'serving {model_name} on grpc {server.host}:{server.port}'
+        + (f', rest {server.host}:{server.rest_port}' if server.rest_port else ''), flush=True)
   while not stopping.wait(1.0):
     pass
   logging.info('Stopping: draining requests in progress for up to %g s', options.drain_seconds)

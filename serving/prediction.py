@@ -178,14 +178,10 @@ def check_work(signature_name: str, arrays: Dict[str, np.ndarray], limits: Reque
   return count
 
 
-def predict(servable: Servable, signature_name: str, inputs: Dict[str, Input],
-            output_filter: Iterable[str] = (),
-            limits: RequestLimits = RequestLimits()) -> Dict[str, np.ndarray]:
-  """Validates the request against the SignatureDef and limits, runs it, returns the outputs."""
-  signature_name, signature = find_signature(servable, signature_name)
-  output_filter = list(output_filter)
-  arrays = checked_inputs(signature, inputs, output_filter, limits)
-  check_work(signature_name, arrays, limits)
+def run_signature(servable: Servable, signature_name: str, arrays: Dict[str, np.ndarray],
+                  output_filter: Sequence[str] = ()) -> Dict[str, np.ndarray]:
+  """One run of the signature on checked inputs; the outputs `output_filter` names (all if empty)."""
+  signature = servable.signature_defs[signature_name]
   tensors = {alias: tf.constant(value, dtype=tf.dtypes.as_dtype(signature.inputs[alias].dtype))
              for alias, value in arrays.items()}
   try:
@@ -196,6 +192,24 @@ def predict(servable: Servable, signature_name: str, inputs: Dict[str, Input],
     raise ServingError(grpc.StatusCode.INTERNAL, model_message(error.message)) from None
   wanted = output_filter or list(outputs)
   return {alias: outputs[alias].numpy() for alias in wanted}
+
+
+def predict(servable: Servable, signature_name: str, inputs: Dict[str, Input],
+            output_filter: Iterable[str] = (),
+            limits: RequestLimits = RequestLimits(), batcher=None,
+            deadline: Optional[float] = None) -> Dict[str, np.ndarray]:
+  """Validates the request against the SignatureDef and limits, runs it, returns the outputs.
+
+  With a `batcher` (serving/batching.py) the run may be shared with concurrent requests;
+  `deadline` (time.monotonic()) lets the batcher drop the request if it passes in the queue.
+  """
+  signature_name, signature = find_signature(servable, signature_name)
+  output_filter = list(output_filter)
+  arrays = checked_inputs(signature, inputs, output_filter, limits)
+  images = check_work(signature_name, arrays, limits)
+  if batcher is not None:
+    return batcher.run(servable, signature_name, arrays, output_filter, images, deadline)
+  return run_signature(servable, signature_name, arrays, output_filter)
 
 
 _TF_CONTEXT = ('Graph execution error:', 'Detected at node', '<stack traces unavailable>', '[[', '\t')

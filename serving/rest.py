@@ -99,7 +99,7 @@ def _columns(body: Dict[str, Any], aliases) -> Dict[str, Any]:
   return {a: [i.get(a) for i in instances] for a in names}
 
 
-def rest_predict(servable, body: Any, limits: RequestLimits) -> Dict[str, Any]:
+def rest_predict(servable, body: Any, limits: RequestLimits, batcher=None) -> Dict[str, Any]:
   """TF Serving's REST predict: row ("instances") or columnar ("inputs") format."""
   if not isinstance(body, dict):
     raise _invalid('JSON Value: request body Is not object')
@@ -113,7 +113,7 @@ def rest_predict(servable, body: Any, limits: RequestLimits) -> Dict[str, Any]:
   aliases = sorted(signature.inputs)
   dtypes = {a: tf.dtypes.as_dtype(signature.inputs[a].dtype) for a in aliases}
   arrays = {a: _to_array(a, v, dtypes.get(a, tf.float32)) for a, v in _columns(body, aliases).items()}
-  outputs = prediction.predict(servable, signature_name, arrays, output_filter, limits)
+  outputs = prediction.predict(servable, signature_name, arrays, output_filter, limits, batcher)
   if 'instances' in body:
     if len(outputs) == 1:
       [(alias, value)] = outputs.items()
@@ -142,7 +142,7 @@ def _metadata_json(servable) -> Dict[str, Any]:
 
 
 def answer(manager: ServableManager, method: str, path: str, body: bytes,
-           limits: RequestLimits) -> Tuple[int, Dict[str, Any]]:
+           limits: RequestLimits, batcher=None) -> Tuple[int, Dict[str, Any]]:
   """(HTTP status, JSON payload) for one request; blocking, so it runs in the worker pool."""
   try:
     match = _ROUTE.match(path)
@@ -160,7 +160,7 @@ def answer(manager: ServableManager, method: str, path: str, body: bytes,
         request = json.loads(body or b'{}')
       except (ValueError, RecursionError) as error:  # RecursionError: nesting too deep
         raise _invalid(f'JSON Parse error: {type(error).__name__}: {error}') from None
-      return 200, rest_predict(servable, request, limits)
+      return 200, rest_predict(servable, request, limits, batcher)
     raise ServingError(grpc.StatusCode.NOT_FOUND, f'Malformed request: {method} {path}')
   except ServingError as error:
     return HTTP_STATUS.get(error.code, 500), {'error': error.message}
@@ -177,8 +177,9 @@ class RestServer:
 
   def __init__(self, manager: ServableManager, host: str, port: int,
                pool: concurrent.futures.Executor, limits: RequestLimits, max_body_bytes: int,
-               timeout_seconds: float, max_concurrent: int):
+               timeout_seconds: float, max_concurrent: int, batcher=None):
     self.manager, self.host, self.port, self.pool, self.limits = manager, host, port, pool, limits
+    self.batcher = batcher  # serving/batching.py's, when server-side batching is on
     self.max_body_bytes, self.timeout, self.max_concurrent = max_body_bytes, timeout_seconds, max_concurrent
     self.in_flight = 0
     self._loop = asyncio.new_event_loop()
@@ -206,7 +207,7 @@ class RestServer:
       except web.HTTPRequestEntityTooLarge:
         return self._reply(413, {'error': f'request body over {self.max_body_bytes} bytes'})
       work = self._loop.run_in_executor(self.pool, answer, self.manager, request.method,
-                                        request.path, body, self.limits)
+                                        request.path, body, self.limits, self.batcher)
       try:
         status, payload = await asyncio.wait_for(asyncio.shield(work), self.timeout)
       except TimeoutError:

@@ -4,7 +4,8 @@ image) on the Pusher's base path. Writes its configuration files and starts it.
     python -m cns_vaegan.serving.tf_serving --model-base-path /models --config-dir /tmp/tfs
 
 models.config     ModelServerConfig: name, base path, version policy (latest / specific)
-batching.config   server-side batching parameters (--enable_batching)
+batching.config   server-side batching parameters (--enable_batching): the embedded
+                  server's defaults (serving/batching.py DEFAULT_PARAMETERS), so both batch alike
 monitoring.config Prometheus metrics at /monitoring/prometheus/metrics on the REST port
 
 Without the binary on PATH (it cannot be installed on these machines) it writes the
@@ -13,6 +14,7 @@ container sees the base path at /models and its own copy of the files (in
 <config dir>/docker, naming /models) at /config: a host path means nothing inside it.
 """
 import argparse
+import dataclasses
 import os
 import posixpath
 import shlex
@@ -22,6 +24,8 @@ from typing import Dict, List, Sequence
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
+
+from cns_vaegan.serving import batching
 
 BINARY = 'tensorflow_model_server'
 TF_SERVING_IMAGE = 'tensorflow/serving:2.19.1'
@@ -45,12 +49,9 @@ def model_server_config(model_name: str, base_path: str,
   return config
 
 
-def batching_config(max_batch_size: int = 32, batch_timeout_micros: int = 2000,
-                    max_enqueued_batches: int = 100, num_batch_threads: int = 4) -> str:
-  return (f'max_batch_size {{ value: {max_batch_size} }}\n'
-          f'batch_timeout_micros {{ value: {batch_timeout_micros} }}\n'
-          f'max_enqueued_batches {{ value: {max_enqueued_batches} }}\n'
-          f'num_batch_threads {{ value: {num_batch_threads} }}\n')
+def batching_config(**overrides) -> str:
+  """The embedded server's default BatchingParameters, with `overrides` (field=value)."""
+  return batching.to_text(dataclasses.replace(batching.DEFAULT_PARAMETERS, **overrides))
 
 
 MONITORING_CONFIG = 'prometheus_config {\n  enable: true\n  path: "/monitoring/prometheus/metrics"\n}\n'
@@ -104,7 +105,8 @@ def main(argv=None) -> int:
   parser.add_argument('--config-dir', required=True, help='where the config files are written')
   parser.add_argument('--port', type=int, default=8500)
   parser.add_argument('--rest-port', type=int, default=8501)
-  parser.add_argument('--max-batch-size', type=int, default=32)
+  parser.add_argument('--max-batch-size', type=int,
+                      default=batching.DEFAULT_PARAMETERS.max_batch_size)
   args = parser.parse_args(argv)
   paths = write_configs(args.config_dir, args.model_name, os.path.abspath(args.model_base_path),
                         args.versions, max_batch_size=args.max_batch_size)

@@ -1,15 +1,34 @@
 """Client checks shared by the embedded-server tests and the real-TF-Serving test."""
 import concurrent.futures
+import os
 import threading
 import time
 from typing import Callable, Sequence
 
 import numpy as np
+import tensorflow as tf
 
+from cns_vaegan.components.trainer import export
+from cns_vaegan.components.trainer.architecture import Architecture
+from cns_vaegan.components.trainer.training_config import TrainingConfig
+from cns_vaegan.components.trainer.vaegan import VAEGAN
 from cns_vaegan.serving.client import GlyphClient
+from conftest import TINY_ARCHITECTURE
 
 SIGNATURES = {'encode', 'encode_pixels', 'decode', 'reconstruct', 'arithmetic', 'interpolate',
               'sample', 'serving_default'}
+
+
+def export_tiny_version(model_dir, version: int, seed: int) -> str:
+  """An untrained tiny model (TINY_ARCHITECTURE) as <model_dir>/<version>, staged then renamed
+  so it appears whole, as the Pusher's does; returns its path."""
+  tf.keras.utils.set_random_seed(seed)
+  model = VAEGAN(Architecture(**TINY_ARCHITECTURE), TrainingConfig(batch_size=4),
+                 tf.distribute.get_strategy())
+  staging = os.path.join(model_dir, f'.staging-{version}')
+  export.export_saved_model(model, staging)
+  os.rename(staging, os.path.join(model_dir, str(version)))
+  return os.path.join(model_dir, str(version))
 
 
 def check_every_signature(client: GlyphClient, pngs, image_shape, z_dim):

@@ -17,10 +17,7 @@ from PIL import Image
 from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from cns_vaegan.components import glyph_figures
-from cns_vaegan.components.trainer import export
 from cns_vaegan.components.trainer.architecture import Architecture
-from cns_vaegan.components.trainer.training_config import TrainingConfig
-from cns_vaegan.components.trainer.vaegan import VAEGAN
 from cns_vaegan.serving import cli
 from cns_vaegan.serving.client import GlyphClient
 from cns_vaegan.serving.model_server import ModelServer
@@ -33,12 +30,7 @@ IMAGE = ARCH.image_shape
 
 
 def export_version(base, version, seed):
-  tf.keras.utils.set_random_seed(seed)
-  model = VAEGAN(ARCH, TrainingConfig(batch_size=4), tf.distribute.get_strategy())
-  staging = os.path.join(base, f'.staging-{version}')
-  export.export_saved_model(model, staging)
-  os.rename(staging, os.path.join(base, str(version)))  # appears complete, as the Pusher's does
-  return tf.saved_model.load(os.path.join(base, str(version)))
+  return tf.saved_model.load(serving_checks.export_tiny_version(base, version, seed))
 
 
 @pytest.fixture(scope='module')

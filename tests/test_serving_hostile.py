@@ -17,32 +17,21 @@ import time
 import grpc
 import numpy as np
 import pytest
-import tensorflow as tf
 from hypothesis import HealthCheck, given, settings, strategies as st
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 import hostile_requests as hostile
 from bad_glyph_files import png_bomb, png_with_header
-from cns_vaegan.components.trainer import export
 from cns_vaegan.components.trainer.architecture import Architecture
-from cns_vaegan.components.trainer.training_config import TrainingConfig
-from cns_vaegan.components.trainer.vaegan import VAEGAN
 from conftest import TINY_ARCHITECTURE
 import serving_checks
+from serving_checks import export_tiny_version as export_version
 
 ARCH = Architecture(**TINY_ARCHITECTURE)
 MAX_SECONDS, MAX_RSS_GROWTH_MB = 1.0, 512
 PROPERTY = settings(max_examples=100, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
-
-
-def export_version(model_dir, version: int, seed: int) -> None:
-  tf.keras.utils.set_random_seed(seed)
-  model = VAEGAN(ARCH, TrainingConfig(batch_size=4), tf.distribute.get_strategy())
-  staging = os.path.join(model_dir, f'.staging-{version}')
-  export.export_saved_model(model, staging)
-  os.rename(staging, os.path.join(model_dir, str(version)))  # appears whole, as the Pusher's does
 
 
 @pytest.fixture(scope='module')
