@@ -1,17 +1,20 @@
 """Serving throughput and latency of the embedded model server, batching off against on.
 
 The server runs in its own process, as `make serve` runs it, twice on the same model: with
---no-batching and with batching (its defaults, or --server-args); the clients are threads
-of this process, one gRPC channel each, each sending its next request once the last is
-answered (loopback). For encode, decode and arithmetic, requests of 1 image at 1, 8 and 32
-concurrent clients, and of 32 images at 1 and 8: images/s, p50 and p99 latency, off and on
-side by side (the two servers take turns, cell by cell), and the same signature called in
-this process at batch 1 and 32, the rate the server can approach. Each cell is bounded:
-at most --requests requests and --seconds seconds, after an unmeasured burst of warm-up.
+--no-batching and with batching (its defaults unless --batching-args says otherwise). The
+clients are threads of this process, one gRPC channel each, each sending its next request
+once the last is answered (loopback); each sends one prepared PredictRequest over and over,
+so the load generator costs little beside the server. For encode, decode and arithmetic,
+requests of 1 image at 1, 8 and 32 concurrent clients, and of 32 images at 1 and 8:
+images/s, p50 and p99 latency, and the server's CPU time per image (its own process, so
+other work on the machine does not count in it), off and on side by side, cell by cell;
+and the same signature called in this process at batch 1 and 32, the rate the server can
+approach. Each cell is bounded: at most --requests requests and --seconds seconds, after an
+unmeasured warm-up burst.
 
     make benchmark-serving                 # the pushed model under outputs/serving, if any,
                                            # else an untrained model of the cpu profile's size
-    make benchmark-serving ARGS="--server-args '--batching-parameters-file my.config'"
+    make benchmark-serving ARGS="--batching-args '--batching-parameters-file my.config'"
 """
 import argparse
 import concurrent.futures
@@ -21,12 +24,14 @@ import sys
 import tempfile
 import time
 
+import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests'))
 # pylint: disable=wrong-import-position  (the server-in-a-process helper lives with the tests)
-from hostile_requests import ServerProcess  # noqa: E402
+from hostile_requests import ServerProcess, predict_request  # noqa: E402
 
 from cns_vaegan.components.trainer import export  # noqa: E402
 from cns_vaegan.components.trainer.architecture import Architecture  # noqa: E402
@@ -35,11 +40,11 @@ from cns_vaegan.components.trainer.vaegan import VAEGAN  # noqa: E402
 from cns_vaegan.data import render_glyphs  # noqa: E402
 from cns_vaegan.pipeline import configs  # noqa: E402
 from cns_vaegan.serving import batching  # noqa: E402
-from cns_vaegan.serving.client import GlyphClient  # noqa: E402
 from cns_vaegan.serving.servables import available_versions, load_servable  # noqa: E402
 
 SIGNATURES = ('encode', 'decode', 'arithmetic')
 CELLS = ((1, 1), (1, 8), (1, 32), (32, 1), (32, 8))  # (images a request, concurrent clients)
+MAX_CLIENTS = max(clients for _, clients in CELLS)
 
 
 def requests_for(signature: str, batch: int, pngs, z_dim: int):
@@ -52,7 +57,7 @@ def requests_for(signature: str, batch: int, pngs, z_dim: int):
 
 
 def run_cell(calls, max_requests: int, max_seconds: float):
-  """Each of `calls` (one per client) in a loop of its own; (requests/s, p50 ms, p99 ms)."""
+  """Each of `calls` (one per client) in a loop of its own; (requests, seconds, latencies)."""
   latencies, deadline = [], time.perf_counter() + max_seconds
 
   def client(call):
@@ -65,8 +70,7 @@ def run_cell(calls, max_requests: int, max_seconds: float):
   with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
     for future in [pool.submit(client, call) for call in calls]:
       future.result()
-  elapsed = time.perf_counter() - start
-  return len(latencies) / elapsed, np.percentile(latencies, 50) * 1e3, np.percentile(latencies, 99) * 1e3
+  return len(latencies), time.perf_counter() - start, np.array(latencies)
 
 
 def the_model(model_base_path: str):
@@ -78,14 +82,27 @@ def the_model(model_base_path: str):
   model = VAEGAN(arch, TrainingConfig(), tf.distribute.get_strategy())
   export.export_saved_model(model, os.path.join(base, configs.MODEL_NAME, '1'))
   return base, (f'an untrained model of the cpu profile\'s architecture (ch {arch.ch}, '
-                f'z {arch.z_dim}; the same cost as a trained one), none pushed')
+                f'z {arch.z_dim}; it costs what a trained one does), none being pushed')
+
+
+def measure(server: ServerProcess, channels, request, batch: int, args):
+  """(images/s, p50 ms, p99 ms, server CPU ms an image) of one cell against one server."""
+  stubs = [prediction_service_pb2_grpc.PredictionServiceStub(channel) for channel in channels]
+  calls = [lambda stub=stub: stub.Predict(request, timeout=120) for stub in stubs]
+  run_cell(calls, 2 * len(calls), args.seconds)  # warm-up
+  cpu = server.cpu_seconds()
+  count, seconds, latencies = run_cell(calls, args.requests, args.seconds)
+  cpu = server.cpu_seconds() - cpu
+  return (count * batch / seconds, np.percentile(latencies, 50) * 1e3,
+          np.percentile(latencies, 99) * 1e3, cpu * 1e3 / (count * batch))
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--model-base-path', default=os.path.join(configs.OUTPUT_DIR, 'serving'))
-  parser.add_argument('--requests', type=int, default=3000, help='most requests a cell')
+  parser.add_argument('--requests', type=int, default=5000, help='most requests a cell')
   parser.add_argument('--seconds', type=float, default=5.0, help='most seconds a cell')
+  parser.add_argument('--signatures', default=','.join(SIGNATURES), help='comma-separated')
   parser.add_argument('--server-args', default='', help='more flags for both servers')
   parser.add_argument('--batching-args', default='',
                       help='flags for the batching server only (default: its defaults)')
@@ -94,43 +111,44 @@ def main():
   extra = shlex.split(args.server_args)
   servers = {'off': ServerProcess(base, '--no-batching', *extra),
              'on': ServerProcess(base, *extra, *shlex.split(args.batching_args))}
+  channels = {mode: [grpc.insecure_channel(f'127.0.0.1:{server.port}') for _ in range(MAX_CLIENTS)]
+              for mode, server in servers.items()}
   renderer = render_glyphs.GlyphRenderer()
   pngs = [renderer.render_png(c) for c in '酪鉻鉸你妳如']
   versions = available_versions(os.path.join(base, configs.MODEL_NAME))
   servable = load_servable(configs.MODEL_NAME, max(versions), versions[max(versions)])
   z_dim = servable.signatures['encode'].structured_outputs['z'].shape[1]
-  clients = {mode: [GlyphClient(f'127.0.0.1:{server.port}', timeout=120) for _ in range(32)]
-             for mode, server in servers.items()}
   defaults = ', '.join(batching.to_text(batching.DEFAULT_PARAMETERS).strip().splitlines())
-  print(f'model: {source}\nservers: own processes, loopback gRPC, flags: {args.server_args or "defaults"}'
-        f'; batching on: {args.batching_args or defaults}\nclients: threads of this process; '
-        f'cores: {os.cpu_count()}; cells of at most {args.requests} requests and {args.seconds:g} s')
-  print(f'{"signature":>10} {"batch":>5} {"clients":>7} | {"off img/s":>9} {"p50 ms":>7} {"p99 ms":>7} | '
-        f'{"on img/s":>9} {"p50 ms":>7} {"p99 ms":>7} | {"on/off img/s":>12} {"on/off p99":>10}'
-        f' | {"in-process img/s":>16}')
-  in_process = {}  # (signature, batch) -> requests/s called in this process
+  print(f'model: {source}\nservers: their own processes, loopback gRPC, flags: '
+        f'{args.server_args or "defaults"}; batching on: {args.batching_args or defaults}\n'
+        f'clients: threads of this process; cores: {os.cpu_count()}; load average before: '
+        f'{os.getloadavg()[0]:.1f}; cells of at most {args.requests} requests and {args.seconds:g} s')
+  head = f'{"img/s":>8} {"p50 ms":>7} {"p99 ms":>7} {"cpu ms/img":>10}'
+  print(f'{"signature":>10} {"batch":>5} {"clients":>7} | off: {head} | on: {head} | '
+        f'{"on/off img/s":>12} {"on/off p99":>10} | {"in-process img/s":>16}')
+  in_process = {}  # (signature, batch) -> images/s of the signature called in this process
   try:
-    for signature in SIGNATURES:
+    for signature in args.signatures.split(','):
       for batch, concurrency in CELLS:
         inputs = requests_for(signature, batch, pngs, z_dim)
         if (signature, batch) not in in_process:
           tensors = {k: tf.constant(v) for k, v in inputs.items()}
           local = lambda: servable.signatures[signature](**tensors)  # pylint: disable=cell-var-from-loop
           local()
-          in_process[signature, batch] = run_cell([local], args.requests, args.seconds)[0]
-        figures = {}
-        for mode in ('off', 'on'):
-          calls = [lambda c=c: c.predict(signature, inputs) for c in clients[mode][:concurrency]]  # pylint: disable=cell-var-from-loop
-          run_cell(calls, 2 * concurrency, args.seconds)  # warm-up
-          figures[mode] = run_cell(calls, args.requests, args.seconds)
-        (off, off50, off99), (on, on50, on99) = figures['off'], figures['on']
-        print(f'{signature:>10} {batch:>5} {concurrency:>7} | {off * batch:9.1f} {off50:7.2f} {off99:7.2f} | '
-              f'{on * batch:9.1f} {on50:7.2f} {on99:7.2f} | {on / off:12.2f} {on99 / off99:10.2f} | '
-              f'{in_process[signature, batch] * batch:16.1f}', flush=True)
+          count, seconds, _ = run_cell([local], args.requests, args.seconds)
+          in_process[signature, batch] = count * batch / seconds
+        request = predict_request(signature, inputs)
+        figures = {mode: measure(servers[mode], channels[mode][:concurrency], request, batch, args)
+                   for mode in ('off', 'on')}
+        cells = ' | '.join(f'{mode}: {rate:8.1f} {p50:7.2f} {p99:7.2f} {cpu:10.2f}'
+                           for mode, (rate, p50, p99, cpu) in figures.items())
+        (off, _, off99, _), (on, _, on99, _) = figures['off'], figures['on']
+        print(f'{signature:>10} {batch:>5} {concurrency:>7} | {cells} | {on / off:12.2f} '
+              f'{on99 / off99:10.2f} | {in_process[signature, batch]:16.1f}', flush=True)
   finally:
-    for mode_clients in clients.values():
-      for client in mode_clients:
-        client.close()
+    for mode_channels in channels.values():
+      for channel in mode_channels:
+        channel.close()
     for server in servers.values():
       server.stop()
 

@@ -67,12 +67,13 @@ class BatchingParameters:
   """The fields of TF Serving's BatchingParameters the embedded server honours.
 
   A field a file leaves out takes TF Serving's default (its QueueOptions and
-  SharedBatchScheduler::Options), so one file means the same to both servers.
+  SharedBatchScheduler::Options), so one file means the same to both servers;
+  num_batch_threads None is TF Serving's: one thread per core (port::MaxParallelism()).
   """
   max_batch_size: int = 1000
   batch_timeout_micros: int = 0
   max_enqueued_batches: int = 10
-  num_batch_threads: int = os.cpu_count() or 1  # TF Serving: port::MaxParallelism()
+  num_batch_threads: Optional[int] = None
   allowed_batch_sizes: Tuple[int, ...] = ()
   thread_pool_name: str = 'batch_threads'
 
@@ -81,7 +82,7 @@ class BatchingParameters:
     for name, least in (('max_batch_size', 1), ('batch_timeout_micros', 0),
                         ('max_enqueued_batches', 1), ('num_batch_threads', 1)):
       value = getattr(self, name)
-      if value < least:
+      if value is not None and value < least:
         raise ValueError(f'{name} must be {"positive" if least else "non-negative"}; was {value}')
     sizes = self.allowed_batch_sizes
     if any(b <= a for a, b in zip(sizes, sizes[1:])) or (sizes and sizes[0] < 1):
@@ -90,11 +91,18 @@ class BatchingParameters:
       raise ValueError('Last entry in allowed_batch_sizes must match max_batch_size; last entry '
                        f'was {sizes[-1]}; expected {self.max_batch_size}')
 
+  @property
+  def threads(self) -> int:
+    return self.num_batch_threads or os.cpu_count() or 1
 
-# Tuned with `make benchmark-serving` (docs/serving.md, "Server-side batching"): the embedded
-# server's defaults and the batching.config serving/tf_serving.py writes for TF Serving.
+
+# The embedded server's defaults and the batching.config serving/tf_serving.py writes for
+# TF Serving, chosen with `make benchmark-serving` (docs/serving.md, "Server-side batching"):
+# as large a batch as a request may be (--max-batch-size), so no request the server takes is
+# refused; no timeout, so a lone request never waits; one thread per core (left out of the
+# file, TF Serving's default too); and room for as many batches as --workers runs requests.
 DEFAULT_PARAMETERS = BatchingParameters(max_batch_size=256, batch_timeout_micros=0,
-                                        max_enqueued_batches=8, num_batch_threads=1)
+                                        max_enqueued_batches=8)
 
 _INT64_FIELDS = ('max_batch_size', 'batch_timeout_micros', 'max_enqueued_batches',
                  'num_batch_threads')
@@ -163,7 +171,8 @@ def load_parameters(path: str) -> BatchingParameters:
 
 def to_text(parameters: BatchingParameters) -> str:
   """The text-format file TF Serving's --batching_parameters_file reads."""
-  lines = [f'{name} {{ value: {getattr(parameters, name)} }}' for name in _INT64_FIELDS]
+  lines = [f'{name} {{ value: {getattr(parameters, name)} }}' for name in _INT64_FIELDS
+           if getattr(parameters, name) is not None]
   lines += [f'allowed_batch_sizes: {size}' for size in parameters.allowed_batch_sizes]
   if parameters.thread_pool_name != BatchingParameters.thread_pool_name:
     lines.append(f'thread_pool_name {{ value: "{parameters.thread_pool_name}" }}')
@@ -243,7 +252,7 @@ class Batcher:
     # (signature, requests in the batch) -> batches run: for logs, monitoring and tests.
     self.batches_run = collections.Counter()
     self._threads = [threading.Thread(target=self._serve, name=f'{parameters.thread_pool_name}_{i}',
-                                      daemon=True) for i in range(parameters.num_batch_threads)]
+                                      daemon=True) for i in range(parameters.threads)]
     for thread in self._threads:
       thread.start()
 

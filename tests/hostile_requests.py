@@ -28,7 +28,7 @@ MODEL_NAME = 'cns_vaegan'
 
 
 class ServerProcess:
-  """`python -m cns_vaegan.serving.model_server` on free ports; its peak RSS and thread count."""
+  """`python -m cns_vaegan.serving.model_server` on free ports; its peak RSS, threads and CPU time."""
 
   def __init__(self, base_path: str, *extra_args: str, wait: bool = True):
     self.log_path = tempfile.mktemp(prefix='model_server_', suffix='.log')
@@ -77,6 +77,12 @@ class ServerProcess:
 
   def threads(self) -> int:
     return len(os.listdir(f'/proc/{self.process.pid}/task'))
+
+  def cpu_seconds(self) -> float:
+    """CPU time the server has used so far, all its threads (utime + stime)."""
+    with open(f'/proc/{self.process.pid}/stat', encoding='ascii') as f:
+      fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
   def stop(self) -> Optional[int]:
     if self.process.poll() is None:

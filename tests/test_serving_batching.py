@@ -68,7 +68,8 @@ def test_one_parameter_file_configures_both_servers_as_tf_serving_reads_it(tmp_p
   assert batching.parse_parameters('# tuned\nmax_batch_size: { value: 8 }\nallowed_batch_sizes: 4\n'
                                    'allowed_batch_sizes: 8') == BatchingParameters(
                                        max_batch_size=8, allowed_batch_sizes=(4, 8))
-  assert batching.parse_parameters('') == BatchingParameters(1000, 0, 10, os.cpu_count())
+  assert batching.parse_parameters('') == BatchingParameters(1000, 0, 10, None)
+  assert BatchingParameters().threads == os.cpu_count()  # TF Serving's: one a core
   for text, message in (
       ('max_batch_size { value: 0 }', 'max_batch_size must be positive; was 0'),
       ('max_batch_size { value: 8 } allowed_batch_sizes: 4',
