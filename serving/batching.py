@@ -296,7 +296,7 @@ class Batcher:
               f'{self.parameters.max_enqueued_batches}')
         queue.batches.append(_Batch())
       queue.batches[-1].add(task)
-      self._lock.notify_all()
+      self._lock.notify()  # one idle thread looks
 
   def _fits(self, batch: _Batch, task: _Task) -> bool:
     """Room for `task` in `batch`: rows, and the server's per-request limits for the whole."""
@@ -314,6 +314,9 @@ class Batcher:
             return
           self._lock.wait(self._seconds_to_next_timeout())
           found = self._take()
+        now = time.monotonic()
+        if any(queue.schedulable(self.parameters, now) for queue in self._queues.values()):
+          self._lock.notify()  # another batch is ready too: an idle thread takes it
       queue, batch = found
       try:
         self._process(queue, batch)
