@@ -25,8 +25,8 @@ benchmark:  ## ingestion throughput: PngExampleGen vs a plain loop
 benchmark-train:  ## images/s of the train step at the seed's size
 	$(ENV) run python $(ROOT)/benchmarks/train_throughput.py $(ARGS)
 
-benchmark-serving:  ## gRPC requests/s and latency against in-process calls
+benchmark-serving:  ## gRPC images/s, latency and server CPU, batching off and on
 	$(ENV) run python $(ROOT)/benchmarks/serving_throughput.py $(ARGS)
 
-serve:  ## serve the pushed model (gRPC 8500, REST 8501) with the embedded server
+serve:  ## serve the pushed model (gRPC 8500, REST 8501) with the embedded server; ARGS="--no-batching" etc.
 	$(ENV) run python -m cns_vaegan.serving.model_server --model-base-path $(ROOT)/outputs/serving $(ARGS)
