@@ -40,6 +40,14 @@ def glyph_dir(tmp_path_factory, font_path):
 
 
 @pytest.fixture(scope='session')
+def tiny_model_path(tmp_path_factory):
+  """An untrained tiny model (TINY_ARCHITECTURE, seed 1) exported once per session: tests
+  serve copies of it (serving_checks.copy_version); treat as read-only."""
+  import serving_checks  # pylint: disable=import-outside-toplevel  (TensorFlow, only when used)
+  return serving_checks.export_tiny_version(str(tmp_path_factory.mktemp('tiny_model')), 1, seed=1)
+
+
+@pytest.fixture(scope='session')
 def glyph_tfrecords(glyph_dir, tmp_path_factory):
   """{'train': pattern, 'eval': pattern}: the glyphs as the ingestion component writes them."""
   import tensorflow as tf

@@ -1,6 +1,7 @@
 """Client checks shared by the embedded-server tests and the real-TF-Serving test."""
 import concurrent.futures
 import os
+import shutil
 import threading
 import time
 from typing import Callable, Sequence
@@ -27,6 +28,14 @@ def export_tiny_version(model_dir, version: int, seed: int) -> str:
                  tf.distribute.get_strategy())
   staging = os.path.join(model_dir, f'.staging-{version}')
   export.export_saved_model(model, staging)
+  os.rename(staging, os.path.join(model_dir, str(version)))
+  return os.path.join(model_dir, str(version))
+
+
+def copy_version(path, model_dir, version: int) -> str:
+  """A copy of an exported version as <model_dir>/<version>, appearing whole; its path."""
+  staging = os.path.join(model_dir, f'.staging-{version}')
+  shutil.copytree(path, staging)
   os.rename(staging, os.path.join(model_dir, str(version)))
   return os.path.join(model_dir, str(version))
 

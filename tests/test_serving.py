@@ -34,10 +34,11 @@ def export_version(base, version, seed):
 
 
 @pytest.fixture(scope='module')
-def served(tmp_path_factory, glyph_dir):
+def served(tmp_path_factory, glyph_dir, tiny_model_path):
   base = tmp_path_factory.mktemp('serving')
   os.makedirs(base / 'cns_vaegan')
-  in_process = export_version(str(base / 'cns_vaegan'), 1, seed=1)
+  version_1 = serving_checks.copy_version(tiny_model_path, base / 'cns_vaegan', 1)
+  in_process = tf.saved_model.load(version_1)
   server = ModelServer(str(base), 'cns_vaegan', port=0, rest_port=0, poll_seconds=0.2)
   server.start(wait_for_model_seconds=30)
   client = GlyphClient(f'127.0.0.1:{server.port}', timeout=20)

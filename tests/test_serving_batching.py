@@ -6,7 +6,6 @@ import concurrent.futures
 import http.client
 import json
 import os
-import shutil
 import threading
 import time
 
@@ -34,10 +33,10 @@ MODEL = 'cns_vaegan'
 
 
 @pytest.fixture(scope='module')
-def model(tmp_path_factory):
+def model(tmp_path_factory, tiny_model_path):
   base = tmp_path_factory.mktemp('batching')
   os.makedirs(base / MODEL)
-  path = serving_checks.export_tiny_version(str(base / MODEL), 1, seed=1)
+  path = serving_checks.copy_version(tiny_model_path, base / MODEL, 1)
   return {'base': base, 'path': path, 'servable': servables.load_servable(MODEL, 1, path)}
 
 
@@ -226,14 +225,9 @@ def test_a_full_queue_is_unavailable_over_grpc_and_503_over_rest_as_tf_serving_a
     server.stop()
 
 
-def copy_version(path, model_dir, version: int) -> None:
-  """A copy of an exported version as `version`, appearing whole (a swap needs no new weights)."""
-  shutil.copytree(path, model_dir / f'.staging-{version}')
-  os.rename(model_dir / f'.staging-{version}', model_dir / str(version))
-
-
 def test_a_hot_swap_under_batched_load_loses_no_request(model, pngs, tmp_path):
-  copy_version(model['path'], tmp_path / MODEL, 1)
+  os.makedirs(tmp_path / MODEL)
+  serving_checks.copy_version(model['path'], tmp_path / MODEL, 1)
   server = ModelServer(str(tmp_path), MODEL, port=0, rest_port=0, poll_seconds=0.2,
                        batching=BatchingParameters(max_batch_size=8, batch_timeout_micros=2000,
                                                    num_batch_threads=1))
@@ -263,8 +257,8 @@ def test_a_hot_swap_under_batched_load_loses_no_request(model, pngs, tmp_path):
 
   try:
     serving_checks.run_clients_across_a_swap(
-        [grpc_client] * 4 + [rest_client] * 2, stop,
-        lambda: copy_version(model['path'], tmp_path / MODEL, 2),
+        [grpc_client] * 2 + [rest_client], stop,
+        lambda: serving_checks.copy_version(model['path'], tmp_path / MODEL, 2),  # no new weights needed
         lambda: 2 in versions, settle_seconds=0.5)
   finally:
     server.stop()

@@ -40,10 +40,10 @@ def pngs(glyph_dir):
 
 
 @pytest.fixture(scope='module')
-def server(tmp_path_factory, pngs):
+def server(tmp_path_factory, pngs, tiny_model_path):
   base = tmp_path_factory.mktemp('hostile_serving')
   os.makedirs(base / hostile.MODEL_NAME)
-  export_version(base / hostile.MODEL_NAME, 1, seed=1)
+  serving_checks.copy_version(tiny_model_path, base / hostile.MODEL_NAME, 1)
   process = hostile.ServerProcess(str(base))
   process.base = base
   hostile.warm_up(process, pngs, ARCH.z_dim)
