@@ -13,9 +13,10 @@ tensorflow/core/kernels/batching_util/shared_batch_scheduler.h):
 - a request that would need more than `max_enqueued_batches` batches waiting: UNAVAILABLE
   "The batch scheduling queue to which this task was submitted is full; ..." (HTTP 503),
   which gRPC clients may retry; a request of more rows than `max_batch_size`:
-  INVALID_ARGUMENT "Task size N is larger than maximum input batch size M"; a request whose
-  deadline passes in the queue is dropped: RESOURCE_EXHAUSTED "Run() timeout exceeded while
-  waiting in batching queue";
+  INVALID_ARGUMENT "Task size N is larger than maximum input batch size M"; a gRPC request
+  whose deadline passes in the queue is dropped: RESOURCE_EXHAUSTED "Run() timeout exceeded
+  while waiting in batching queue" (each such request; TF Serving drops a batch only when
+  all its requests have expired);
 - with `allowed_batch_sizes`, a batch is padded up to the next allowed size with copies of
   the first row of its last request (TF Serving's choice: a row known to be valid).
 

@@ -12,7 +12,9 @@ Serving's /v1/models/NAME[/versions/N][:predict|/metadata] with JSON and {"b64":
 
 The ports open only once the first version has loaded (it logs while it waits); the newest
 numeric version is served and replaced when a newer one is pushed (or --model-version pins
-one). Every request is bounded (ServerOptions, the flags): inputs are checked from what they
+one). Concurrent requests to a signature share runs of it (serving/batching.py: TF Serving's
+--enable_batching and its parameter file; --no-batching turns it off). Every request is
+bounded (ServerOptions, the flags): inputs are checked from what they
 declare before they are materialised, the image count before the model runs, requests in
 progress by a shared pool of workers and a cap per front end, and a gRPC deadline that has
 passed by the time a request would run refuses it. SIGTERM drains: health turns NOT_SERVING,
@@ -263,7 +265,7 @@ def server_from_args(argv=None) -> ModelServer:
   parser.add_argument('--batching-parameters-file', metavar='FILE',
                       help='a text-format BatchingParameters, the file TF Serving\'s '
                       '--batching_parameters_file reads (default: the one serving/tf_serving.py '
-                      f'writes: {batching.to_text(batching.DEFAULT_PARAMETERS).strip()})'.replace('%', '%%'))
+                      f'writes: {batching.to_text(batching.DEFAULT_PARAMETERS).strip()})')
   args = parser.parse_args(argv)
   if args.batching_parameters_file and not args.enable_batching:
     parser.error('--batching-parameters-file is set but batching is off')

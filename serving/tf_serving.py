@@ -106,7 +106,9 @@ def main(argv=None) -> int:
   parser.add_argument('--port', type=int, default=8500)
   parser.add_argument('--rest-port', type=int, default=8501)
   parser.add_argument('--max-batch-size', type=int,
-                      default=batching.DEFAULT_PARAMETERS.max_batch_size)
+                      default=batching.DEFAULT_PARAMETERS.max_batch_size,
+                      help='max_batch_size of batching.config (default %(default)s, the embedded '
+                      'server\'s)')
   args = parser.parse_args(argv)
   paths = write_configs(args.config_dir, args.model_name, os.path.abspath(args.model_base_path),
                         args.versions, max_batch_size=args.max_batch_size)
