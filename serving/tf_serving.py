@@ -4,8 +4,9 @@ image) on the Pusher's base path. Writes its configuration files and starts it.
     python -m cns_vaegan.serving.tf_serving --model-base-path /models --config-dir /tmp/tfs
 
 models.config     ModelServerConfig: name, base path, version policy (latest / specific)
-batching.config   server-side batching parameters (--enable_batching): the embedded
-                  server's defaults (serving/batching.py DEFAULT_PARAMETERS), so both batch alike
+batching.config   server-side batching parameters, the embedded server's defaults
+                  (serving/batching.py DEFAULT_PARAMETERS); used with --enable-batching only, since
+                  TF Serving's batching refuses this model's scalar-input signatures
 monitoring.config Prometheus metrics at /monitoring/prometheus/metrics on the REST port
 
 Without the binary on PATH (it cannot be installed on these machines) it writes the
@@ -73,17 +74,23 @@ def write_configs(config_dir: str, model_name: str, base_path: str, versions: Se
   return paths
 
 
-def command(paths: Dict[str, str], port: int = 8500, rest_port: int = 8501) -> List[str]:
+def command(paths: Dict[str, str], port: int = 8500, rest_port: int = 8501,
+            enable_batching: bool = False) -> List[str]:
+  """TF Serving's command line. Batching is off unless asked for: TF Serving's BatchingSession
+  wraps every signature of the model, and then refuses `sample` and `interpolate` (scalar
+  inputs) and mixes `arithmetic` requests' coefficients (docs/serving.md)."""
+  batching_flags = (['--enable_batching', f'--batching_parameters_file={paths["batching.config"]}']
+                    if enable_batching else [])
   return [BINARY, f'--port={port}', f'--rest_api_port={rest_port}',
           f'--model_config_file={paths["models.config"]}',
           '--model_config_file_poll_wait_seconds=60',
-          '--file_system_poll_wait_seconds=2',
-          '--enable_batching', f'--batching_parameters_file={paths["batching.config"]}',
-          f'--monitoring_config_file={paths["monitoring.config"]}']
+          '--file_system_poll_wait_seconds=2'] + batching_flags + [
+              f'--monitoring_config_file={paths["monitoring.config"]}']
 
 
 def docker_run(model_base_path: str, config_dir: str, model_name: str, versions: Sequence[int] = (),
-               port: int = 8500, rest_port: int = 8501, **batching) -> List[str]:
+               port: int = 8500, rest_port: int = 8501, enable_batching: bool = False,
+               **batching) -> List[str]:
   """The `docker run` of the official image serving `model_base_path`: writes the container's
   config files (paths as the container sees them) to <config_dir>/docker; returns argv."""
   docker_dir = os.path.join(os.path.abspath(config_dir), 'docker')
@@ -94,7 +101,7 @@ def docker_run(model_base_path: str, config_dir: str, model_name: str, versions:
   return ['docker', 'run', '--rm', '-p', f'{port}:8500', '-p', f'{rest_port}:8501',
           '-v', f'{os.path.abspath(model_base_path)}:{CONTAINER_MODELS}:ro',
           '-v', f'{docker_dir}:{CONTAINER_CONFIG}:ro',
-          '--entrypoint', BINARY, TF_SERVING_IMAGE] + command(in_container)[1:]
+          '--entrypoint', BINARY, TF_SERVING_IMAGE] + command(in_container, enable_batching=enable_batching)[1:]
 
 
 def main(argv=None) -> int:
@@ -109,13 +116,17 @@ def main(argv=None) -> int:
                       default=batching.DEFAULT_PARAMETERS.max_batch_size,
                       help='max_batch_size of batching.config (default %(default)s, the embedded '
                       'server\'s)')
+  parser.add_argument('--enable-batching', action='store_true',
+                      help='start TF Serving with --enable_batching: it then refuses the sample and '
+                           'interpolate signatures and mixes arithmetic requests\' coefficients '
+                           '(docs/serving.md); the embedded server batches without that')
   args = parser.parse_args(argv)
   paths = write_configs(args.config_dir, args.model_name, os.path.abspath(args.model_base_path),
                         args.versions, max_batch_size=args.max_batch_size)
-  argv_out = command(paths, args.port, args.rest_port)
+  argv_out = command(paths, args.port, args.rest_port, args.enable_batching)
   if shutil.which(BINARY) is None:
     docker = docker_run(args.model_base_path, args.config_dir, args.model_name, args.versions,
-                        args.port, args.rest_port, max_batch_size=args.max_batch_size)
+                        args.port, args.rest_port, args.enable_batching, max_batch_size=args.max_batch_size)
     print(f'tf_serving: {BINARY} is not on PATH. Wrote {", ".join(paths.values())}.\n'
           f'Run: {shlex.join(argv_out)}\n'
           f'or:  {shlex.join(docker)}\n'

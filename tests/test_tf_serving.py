@@ -24,7 +24,8 @@ def test_written_model_config_parses_as_tf_servings_own_proto(tmp_path):
   assert latest.model_config_list.config[0].model_version_policy.latest.num_versions == 1
   assert 'max_batch_size { value: 16 }' in open(paths['batching.config']).read()
   argv = tf_serving.command(paths, 9000, 9001)
-  assert argv[0] == 'tensorflow_model_server' and '--port=9000' in argv and '--enable_batching' in argv
+  assert argv[0] == 'tensorflow_model_server' and '--port=9000' in argv and '--enable_batching' not in argv
+  assert '--enable_batching' in tf_serving.command(paths, 9000, 9001, enable_batching=True)
 
 
 def test_without_the_binary_it_says_what_to_run_and_exits_2(tmp_path, capsys, monkeypatch):
