@@ -1,6 +1,6 @@
 """The cns-vaegan TFX pipeline: PNG glyphs -> Examples -> statistics -> schema (inferred, or
 a reviewed one pinned) -> ExampleValidator -> Trainer -> GlyphEvaluator (against the latest
-blessed model) -> Pusher (only if blessed).
+blessed model) -> Pusher (only if blessed, each push a new version).
 
 One function builds the pipeline from plain arguments, so every runner (local,
 Kubeflow) shares the same definition and differs only in how it runs it.
@@ -13,6 +13,7 @@ from tfx import v1 as tfx
 
 from cns_vaegan.components.evaluator import GlyphEvaluator
 from cns_vaegan.components.png_example_gen import PngExampleGen
+from cns_vaegan.components.pusher import VersionedPusher
 
 
 # The Trainer calls this function; model code lives beside it in components/trainer/.
@@ -65,9 +66,10 @@ def create_pipeline(
   is served.
   `checkpoint_dir` is where the Trainer keeps its checkpoints (default: a folder beside
   its model_run named by a hash of inputs and settings; components/trainer/run_fn.py).
-  `evaluation` holds GlyphEvaluator arguments (thresholds, regression_tolerance,
+  `evaluation` holds GlyphEvaluator arguments (thresholds, false_refusal_rate, retrain_noise,
   max_examples, num_samples, arithmetic_tuples). Blessed models are pushed to
-  `serving_model_dir/<unix time>/`, the layout TensorFlow Serving reads as versions.
+  `serving_model_dir/<unix time>/`, the layout TensorFlow Serving reads as versions, each
+  push a version of its own (components/pusher/).
   `trainer_gpus` > 0 asks Kubeflow for that many GPUs for the Trainer's pod (training uses
   MirroredStrategy over every GPU it sees); LocalDagRunner ignores it.
   `baseline_resolver` adds TFX's Resolver for the latest blessed model, the Evaluator's
@@ -114,11 +116,12 @@ def create_pipeline(
       model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'] if model_resolver else None,
       **(evaluation or {}))
-  pusher = tfx.components.Pusher(
+  pusher = VersionedPusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)),
+  ).with_id('Pusher')
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
