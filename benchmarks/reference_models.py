@@ -62,7 +62,7 @@ def reference_models(train: np.ndarray, z_dim: int) -> dict:
 
 
 def row(name: str, report: dict) -> str:
-  c, verdict = report['candidate'], blessing_rules.judge(report, blessing_rules.DEFAULT_THRESHOLDS, 0.05)
+  c, verdict = report['candidate'], blessing_rules.judge(report, blessing_rules.DEFAULT_THRESHOLDS)
   top1 = c.get('identity', {}).get('top1', float('nan'))
   return (f"| {name} | {c['reconstruction']['psnr']['mean']:.2f} | {c['reconstruction']['ssim']['mean']:.3f} | "
           f"{top1:.1%} | {c['samples']['swd']['mean']:.1f} | {c['samples']['fd_pca']:.1f} | "
@@ -83,6 +83,7 @@ def main():
   real = glyphs.measured
   space = quality_metrics.PcaSpace(real)
   measured_baselines = baselines.measure(glyphs, baselines.reconstructors(glyphs.train, args.z_dim))
+  sanity = quality_metrics.sanity_range(real, glyphs.other_real(len(real)), space)
   print('| model | PSNR dB | SSIM | identity top-1 | SWD ×1e3 | FD (PCA) | ink W1 | diversity | verdict |')
   print('|---|---|---|---|---|---|---|---|---|')
   for path in args.reports:
@@ -90,8 +91,8 @@ def main():
       report = json.load(f)
     print(row(path, report), flush=True)
   for name, model in reference_models(glyphs.train, args.z_dim).items():
-    report = {'serving': {'all_ok': 1.0}, 'baselines': measured_baselines,
-              'candidate': executor.measure(model, glyphs, space, len(real), 0)}
+    report = {'serving': {'all_ok': 1.0}, 'baselines': measured_baselines, 'sanity': sanity,
+              'candidate': executor.measure(model, glyphs, space, len(real), 0)[0]}
     print(row(name, report), flush=True)
 
 

@@ -25,6 +25,7 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from cns_vaegan.components import quiet_start
+from cns_vaegan.components.evaluator import blessing_rules
 from cns_vaegan.components.trainer import training as trainer_training
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
@@ -72,7 +73,7 @@ def parse_args(argv: Optional[List[str]] = None):
   parser.add_argument('--pipeline-name', default=configs.PIPELINE_NAME)
   parser.add_argument('--profile', choices=('auto',) + tuple(configs.PROFILES), default='auto',
                       help='network, steps and recipe: seed (the seed\'s exact recipe, ch 64, 100 '
-                           'epochs), gpu (ch 64, 100 epochs, configs.RECIPE) or cpu (ch 32, 5,800 '
+                           'epochs), gpu (ch 64, 100 epochs, configs.RECIPE) or cpu (ch 32, 3,200 '
                            'steps, configs.RECIPE); auto: gpu if a GPU is visible, else cpu')
   parser.add_argument('--architecture', help='network JSON (img_h, img_w, img_c, ch, z_dim, ...); '
                       'default: the profile\'s')
@@ -89,8 +90,14 @@ def parse_args(argv: Optional[List[str]] = None):
                       help='TF Serving base path; blessed models go to <it>/<model name>/<version> '
                            '(default: <output-dir>/serving)')
   parser.add_argument('--model-name', default=configs.MODEL_NAME)
-  parser.add_argument('--thresholds', help='JSON file of blessing thresholds '
-                      '({"reconstruction.ssim.mean": {"min": 0.2}, ...}; see README)')
+  parser.add_argument('--thresholds', help='JSON file of blessing thresholds, merged over the '
+                      'defaults ({"identity.top1": {"min": 0.9}, "samples.fd_pca": null}; see README)')
+  parser.add_argument('--false-refusal-rate', type=float, default=blessing_rules.DEFAULT_FALSE_REFUSAL_RATE,
+                      help='the chance the gate refuses a retrain of the same code as a regression '
+                           '(default: %(default)s)')
+  parser.add_argument('--retrain-noise', help='JSON file of each metric\'s spread across retrains, '
+                      'written by benchmarks/gate_noise.py on your data (default: the built-in '
+                      'data\'s, components/evaluator/retrain_noise.json)')
   parser.add_argument('--eval-examples', type=_int_in(1), default=2048,
                       help='eval glyphs (and samples) the evaluator measures')
   parser.add_argument('--schema', help='a reviewed schema.pbtxt to validate the data against '
@@ -124,13 +131,29 @@ def parse_args(argv: Optional[List[str]] = None):
   args.evaluation_values = {
       'max_examples': args.eval_examples, 'num_samples': args.eval_examples,
       'arithmetic_tuples': arithmetic_tuples.read_tuples()}
+  if not 0.0 < args.false_refusal_rate < 1.0:
+    parser.error(f'--false-refusal-rate must be between 0 and 1, got {args.false_refusal_rate}')
+  args.evaluation_values['false_refusal_rate'] = args.false_refusal_rate
   if args.thresholds:
-    with open(args.thresholds, encoding='utf-8') as f:
-      args.evaluation_values['thresholds'] = json.load(f)
+    args.evaluation_values['thresholds'] = _json_file(parser, '--thresholds', args.thresholds)
+    try:
+      blessing_rules.merged_thresholds(args.evaluation_values['thresholds'])  # fail now on a bad one
+    except (ValueError, AttributeError) as error:
+      parser.error(f'--thresholds {args.thresholds}: {error}')
+  if args.retrain_noise:
+    args.evaluation_values['retrain_noise'] = _json_file(parser, '--retrain-noise', args.retrain_noise)
   args.serving_base = args.serving_base or os.path.join(args.output_dir, 'serving')
   if args.schema and '://' not in args.schema:
     read_schema(args.schema)  # fail now on a missing or malformed file
   return args
+
+
+def _json_file(parser: argparse.ArgumentParser, flag: str, path: str):
+  try:
+    with open(path, encoding='utf-8') as f:
+      return json.load(f)
+  except (OSError, ValueError) as error:
+    parser.error(f'{flag} {path}: not a readable JSON file: {error}')
 
 
 def read_schema(path: str) -> bytes:

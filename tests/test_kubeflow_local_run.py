@@ -18,6 +18,7 @@ import pytest
 from google.protobuf import json_format
 from kfp.local import executor_input_utils, executor_output_utils
 
+from cns_vaegan.components.evaluator import blessing_rules
 from cns_vaegan.kubeflow import image_source, kubeflow_v2_runner
 from cns_vaegan.pipeline import configs
 from cns_vaegan.serving import servables
@@ -84,8 +85,9 @@ def runner_argv(root, image, output):
   with open(architecture, 'w') as f:
     json.dump(TINY_ARCHITECTURE, f)
   thresholds = os.path.join(root, 'thresholds.json')  # a 4-step model only has to serve
-  with open(thresholds, 'w') as f:
-    json.dump({'serving.all_ok': {'min': 1}}, f)
+  with open(thresholds, 'w') as f:  # merged over the defaults: null drops one
+    json.dump(dict({path: None for path in blessing_rules.DEFAULT_THRESHOLDS},
+                   **{'serving.all_ok': {'min': 1}}), f)
   return ['--pipeline-root', f'{root}/tfx', '--data-root', f'{root}/glyphs',
           '--serving-base', f'{root}/serving', '--container-image', image,
           '--architecture', architecture, '--train-steps', '4', '--hparam', 'batch_size=4',

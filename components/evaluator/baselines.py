@@ -28,8 +28,19 @@ class GlyphSets:
     # `measured` first, so glyph i is reference i.
     self.references = np.concatenate([self.measured, self.other_eval, self.train])
 
+  def identity_ranks(self, reconstructions: np.ndarray) -> np.ndarray:
+    """quality_metrics.identity_ranks of reconstructions of the measured glyphs, in order."""
+    return quality_metrics.identity_ranks(reconstructions, np.arange(len(reconstructions)),
+                                          self.references)
+
   def identity(self, reconstructions: np.ndarray) -> Dict[str, float]:
-    return quality_metrics.identity(reconstructions, np.arange(len(reconstructions)), self.references)
+    return quality_metrics.identity(self.identity_ranks(reconstructions))
+
+  def other_real(self, n: int, seed: int = 0) -> np.ndarray:
+    """`n` real glyphs none of which is measured (a random draw of the train split): the
+    sample measures' floor at the measured size."""
+    pool = self.train if len(self.train) else self.other_eval
+    return pool[np.random.default_rng(seed).permutation(len(pool))[:n]]
 
 
 def pca_components(z_dim: int) -> Sequence[int]:

@@ -8,7 +8,7 @@ NOT_BLESSED file; the ModelEvaluation artifact holds metrics.json and the figure
 """
 import json
 import os
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -20,7 +20,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from cns_vaegan.components import glyph_examples, glyph_figures
-from cns_vaegan.components.evaluator import baselines, blessing_rules, quality_metrics
+from cns_vaegan.components.evaluator import baselines, blessing_rules, paired_comparison, quality_metrics
 
 EXAMPLES_KEY, MODEL_KEY, BASELINE_MODEL_KEY = 'examples', 'model', 'baseline_model'
 EVALUATION_KEY, BLESSING_KEY = 'evaluation', 'blessing'
@@ -97,18 +97,21 @@ def serving_check(model: ServedGlyphModel, pngs: List[bytes]) -> Dict[str, Any]:
   return {'signatures': results, 'all_ok': float(all(v == 'ok' for v in results.values()))}
 
 
-def measure(model: ServedGlyphModel, glyphs: baselines.GlyphSets, space: quality_metrics.PcaSpace,
-            num_samples: int, seed: int) -> Dict[str, Any]:
+def measure(model, glyphs: baselines.GlyphSets, space: quality_metrics.PcaSpace,
+            num_samples: int, seed: int) -> Tuple[Dict[str, Any], paired_comparison.Measured]:
   """Reconstruction of the eval glyphs (quality and identity); the `sample` signature's glyphs
-  against them."""
+  against them. Returns the figures, and the per-glyph values the bootstrap resamples."""
   real = glyphs.measured
   reconstructed = model.reconstruct_pixels(real)
-  return {
-      'reconstruction': quality_metrics.reconstruction_summary(real, reconstructed),
-      'identity': glyphs.identity(reconstructed),
+  per_image = quality_metrics.reconstruction_per_image(real, reconstructed)
+  ranks = glyphs.identity_ranks(reconstructed)
+  figures = {
+      'reconstruction': quality_metrics.summarize_reconstruction(per_image),
+      'identity': quality_metrics.identity(ranks),
       'samples': quality_metrics.sample_quality(model.sample(num_samples, seed), real[:num_samples],
                                                 space, seed),
   }
+  return figures, paired_comparison.Measured(model, paired_comparison.per_glyph_figures(per_image, ranks))
 
 
 def read_glyph_sets(examples: types.Artifact, size: int, channels: int, max_examples: int
@@ -185,6 +188,7 @@ class Executor(base_executor.BaseExecutor):
     evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
     blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
     thresholds = json.loads(exec_properties['thresholds'])
+    regression = json.loads(exec_properties.get('regression') or '{}')
     tuples = json.loads(exec_properties.get('arithmetic_tuples') or '[]')
     seed, num_samples = int(exec_properties['seed']), int(exec_properties['num_samples'])
 
@@ -199,16 +203,25 @@ class Executor(base_executor.BaseExecutor):
     report = {'num_eval_examples': int(len(real)), 'num_samples': num_samples,
               'num_identity_references': int(len(glyphs.references)),
               'serving': serving_check(model, pngs)}
+    candidate = baseline = None
     if report['serving']['all_ok']:
-      report['candidate'] = measure(model, glyphs, space, num_samples, seed)
+      report['candidate'], candidate = measure(model, glyphs, space, num_samples, seed)
     fitted = baselines.reconstructors(glyphs.train, model.z_dim)  # PCA fitted once, on train
     report['baselines'] = baselines.measure(glyphs, fitted)
-    report['sanity'] = quality_metrics.sanity_range(real[:2 * num_samples], space, seed)
-    if baseline_artifact is not None and baseline_artifact.id != model_artifact.id:
-      baseline = ServedGlyphModel(path_utils.serving_model_path(baseline_artifact.uri))
-      report['baseline'] = measure(baseline, glyphs, space, num_samples, seed)
+    report['sanity'] = quality_metrics.sanity_range(real[:num_samples], glyphs.other_real(num_samples, seed),
+                                                    space, seed)
+    if candidate and baseline_artifact is not None and baseline_artifact.id != model_artifact.id:
+      baseline_model = ServedGlyphModel(path_utils.serving_model_path(baseline_artifact.uri))
+      report['baseline'], baseline = measure(baseline_model, glyphs, space, num_samples, seed)
       report['baseline_model'] = baseline_artifact.uri
-    decision = blessing_rules.judge(report, thresholds, float(exec_properties['regression_tolerance']))
+    if candidate:
+      replicates = int(regression.get('bootstrap_replicates', paired_comparison.DEFAULT_REPLICATES))
+      report['estimator_noise'] = paired_comparison.spreads(candidate, real, space, num_samples, seed,
+                                                            baseline, replicates)
+      report['estimator_noise_replicates'] = replicates
+    decision = blessing_rules.judge(
+        report, thresholds, regression.get('retrain_noise'),
+        float(regression.get('false_refusal_rate', blessing_rules.DEFAULT_FALSE_REFUSAL_RATE)))
     report['blessing'] = decision
     if report['serving']['all_ok']:
       report['figures'] = write_figures(model, glyphs, fitted[f'pca_{model.z_dim}'], examples,
