@@ -8,7 +8,7 @@ ENV := $(ROOT)/scripts/env.sh
 ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test setup benchmark benchmark-train benchmark-serving serve
+.PHONY: run test setup benchmark benchmark-train benchmark-serving serve report
 
 run:  ## set up, then run the whole local pipeline on the built-in dataset
 	$(ENV) run python -m cns_vaegan.pipeline.local_runner $(ARGS)
@@ -30,3 +30,6 @@ benchmark-serving:  ## gRPC images/s, latency and server CPU, batching off and o
 
 serve:  ## serve the pushed model (gRPC 8500, REST 8501) with the embedded server; ARGS="--no-batching" etc.
 	$(ENV) run python -m cns_vaegan.serving.model_server --model-base-path $(ROOT)/outputs/serving $(ARGS)
+
+report:  ## docs/ figures and tables from the latest run and the benchmarks' fragments
+	$(ENV) run python $(ROOT)/scripts/report.py --output-dir $(ROOT)/outputs $(ARGS)
