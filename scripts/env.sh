@@ -29,8 +29,10 @@ LOCK="$REPO/requirements.lock"
 CACHE=${CNS_ENV_CACHE:-/var/cache/cns-vaegan}
 SUITE=trixie
 MIRROR=${CNS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-# Debian packages inside the root filesystem; g++ because pyfarmhash builds from source.
-APT_PACKAGES="python3,python3-venv,python3-dev,g++,ca-certificates,fonts-cns11643-kai,procps"
+# Debian packages inside the root filesystem; g++ because pyfarmhash builds from source;
+# chromium for the playground's browser tests (driven by Playwright), and dbus-x11 because
+# debootstrap does not resolve the virtual dbus-session-bus that chromium's GTK needs.
+APT_PACKAGES="python3,python3-venv,python3-dev,g++,ca-certificates,fonts-cns11643-kai,procps,chromium,dbus-x11"
 RECIPE_VERSION=1
 # Host folders visible inside the root filesystem at the same paths (user data, temp).
 DEFAULT_MOUNTS="/home:/root:/tmp:/var/tmp:/mnt:/media:/srv:/data:/work"
@@ -71,6 +73,13 @@ setup_venv() {
       apt-get install -y -q fonts-cns11643-kai >/dev/null || die "apt-get install fonts-cns11643-kai failed"
     else
       log "warning: $font missing; run 'sudo apt-get install fonts-cns11643-kai' or pass --font"
+    fi
+  fi
+  if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get install -y -q chromium >/dev/null || die "apt-get install chromium failed"
+    else
+      log "warning: /usr/bin/chromium missing (the browser tests need it); run 'sudo apt-get install chromium'"
     fi
   fi
 }
