@@ -21,6 +21,15 @@ TEST_CHARACTERS = '酪鉻鉸媽妳你湖沽估情清河一二三人大小山川�
 TEST_SIZE = 16
 
 
+def rendered_references(characters: str = TEST_CHARACTERS, size: int = TEST_SIZE):
+  """The test characters as `nearest` searches them (ReferenceGlyphs), drawn as glyph_dir's are."""
+  import numpy as np
+  from cns_vaegan.components.trainer.reference_glyphs import ReferenceGlyphs
+  renderer = render_glyphs.GlyphRenderer(render_glyphs.DEFAULT_FONT, size)
+  return ReferenceGlyphs(np.stack([np.asarray(renderer.render(c))[..., None] for c in characters]),
+                         tuple(characters))
+
+
 @pytest.fixture(scope='session')
 def font_path():
   if not os.path.isfile(render_glyphs.DEFAULT_FONT):

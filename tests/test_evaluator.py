@@ -16,7 +16,7 @@ from cns_vaegan.components.trainer import export
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
 from cns_vaegan.components.trainer.vaegan import VAEGAN
-from conftest import TINY_ARCHITECTURE
+from conftest import TINY_ARCHITECTURE, rendered_references
 
 
 @pytest.fixture(scope='module')
@@ -288,7 +288,8 @@ def _model_artifact(tmp_path, name, broken=False, artifact_id=1):
   artifact = standard_artifacts.Model()
   artifact.uri = str(tmp_path / name)
   artifact.id = artifact_id
-  export.export_saved_model(model, os.path.join(artifact.uri, 'Format-Serving'))
+  export.export_saved_model(model, os.path.join(artifact.uri, 'Format-Serving'),
+                            references=rendered_references())
   return artifact
 
 

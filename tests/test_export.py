@@ -8,12 +8,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from cns_vaegan.components.trainer import export
+from cns_vaegan.components.evaluator import quality_metrics
+from cns_vaegan.components.trainer import export, sampling
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
 from cns_vaegan.components.trainer.vaegan import VAEGAN
 from bad_glyph_files import png_with_header
-from conftest import TINY_ARCHITECTURE
+from conftest import TEST_CHARACTERS, TINY_ARCHITECTURE, rendered_references
 
 ARCH = Architecture(**TINY_ARCHITECTURE)
 CHARS = '酪鉻鉸你'
@@ -28,7 +29,11 @@ def exported(tmp_path_factory, glyph_dir):
   noise = np.random.default_rng(1).standard_normal((4, ARCH.z_dim)).astype(np.float32)
   model.train_step({'image': batch, 'eps': noise, 'z_prior_eps': noise})  # non-trivial BN stats
   path = str(tmp_path_factory.mktemp('export') / 'model')
-  export.export_saved_model(model, path)
+  # Correlated train codes, so that the explorer's directions are not the axes.
+  codes = np.random.default_rng(4).standard_normal((200, ARCH.z_dim)) @ np.random.default_rng(
+      5).standard_normal((ARCH.z_dim, ARCH.z_dim))
+  export.export_saved_model(model, path, references=rendered_references(),
+                            train_codes=sampling.SamplingDistribution.fitted_to(codes))
   pngs, pixels = {}, {}
   for ch in CHARS:
     with open(os.path.join(glyph_dir, f'U{ord(ch)}.png'), 'rb') as f:
@@ -53,7 +58,8 @@ def png_pixels(png_bytes):
 def test_the_model_exports_every_documented_signature(exported):
   _, loaded, _, _ = exported
   assert set(loaded.signatures) == {'encode', 'encode_pixels', 'decode', 'reconstruct', 'arithmetic',
-                                    'interpolate', 'sample', 'serving_default'}
+                                    'interpolate', 'sample', 'nearest', 'explore',
+                                    'serving_default'}
 
 
 def test_encode_matches_the_encoder_for_png_and_raw_pixels(exported):
@@ -131,6 +137,50 @@ def test_sample_is_reproducible_by_seed(exported):
   np.testing.assert_allclose(first['z'], np.tanh(eps), rtol=1e-6)
   np.testing.assert_array_equal(first['images'], again['images'])
   assert not np.array_equal(first['images'], other['images'])
+
+
+def test_nearest_ranks_every_reference_glyph_by_pixel_l2_as_the_evaluators_identity(exported):
+  _, loaded, pngs, _ = exported
+  references = rendered_references()
+  flat = references.pixels.reshape(len(references), -1) / 255.0
+  rebuilt = loaded.signatures['reconstruct'](images=tf.constant([pngs[c] for c in CHARS]))
+  queries = [pngs[c] for c in CHARS] + list(rebuilt['png_bytes'].numpy())
+  out = loaded.signatures['nearest'](images=tf.constant(queries), k=tf.constant(5))
+  assert {key: value.shape for key, value in out.items()} == {
+      'characters': (8, 5), 'distances': (8, 5), 'png_bytes': (8, 5)}
+  for i, png in enumerate(queries):
+    distances = np.sqrt(np.sum((flat - png_pixels(png).reshape(-1) / 255.0) ** 2, axis=1))
+    order = np.argsort(distances, kind='stable')[:5]
+    assert [c.decode() for c in out['characters'][i].numpy()] == [references.characters[j] for j in order]
+    np.testing.assert_allclose(out['distances'][i], distances[order], atol=1e-2)
+    for j, neighbour in zip(order, out['png_bytes'][i].numpy()):
+      np.testing.assert_array_equal(png_pixels(neighbour), references.pixels[j][..., 0])
+  # A real glyph is its own nearest; the reconstructions' top-1 is the Evaluator's identity.
+  assert [c.decode() for c in out['characters'][:4, 0].numpy()] == list(CHARS)
+  own = np.array([references.characters.index(c) for c in CHARS])
+  identity = quality_metrics.identity(np.stack([png_pixels(p) for p in queries[4:]]) / 255.0, own,
+                                      references.pixels[..., 0] / 255.0)
+  served = np.mean([c.decode() == own_c for c, own_c in zip(out['characters'][4:, 0].numpy(), CHARS)])
+  assert served == identity['top1']
+
+
+def test_explore_decodes_weighted_codes_moved_along_the_train_codes_directions(exported):
+  model, loaded, pngs, pixels = exported
+  stddevs, directions = (loaded.explorer[name].numpy() for name in ('stddevs', 'directions'))
+  np.testing.assert_allclose(directions @ directions.T, np.eye(ARCH.z_dim), atol=1e-5)
+  assert np.all(np.diff(stddevs) <= 0) and stddevs[0] > stddevs[-1]
+  means = np.concatenate([keras_codes(model, pixels[c][None])[0] for c in '你酪'])
+  weights = np.array([[1, 0], [0.7, 0.3], [1, 0]], np.float32)
+  coordinates = np.array([[0, 0], [0, 0], [1.5, -2.0]], np.float32)
+  out = loaded.signatures['explore'](images=tf.constant([pngs['你'], pngs['酪']]),
+                                     weights=tf.constant(weights), coordinates=tf.constant(coordinates))
+  points = weights @ means + coordinates @ (stddevs[:2, None] * directions[:2])
+  np.testing.assert_allclose(out['z'], np.tanh(points), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(out['images'], keras_decode(model, np.tanh(points)), rtol=1e-4, atol=1e-5)
+  # Weight 1 on one character and no move: its reconstruction.
+  rebuilt = loaded.signatures['reconstruct'](images=tf.constant([pngs['你']]))['images'][0]
+  np.testing.assert_allclose(out['images'][0], rebuilt, rtol=1e-4, atol=1e-5)
+  assert out['png_bytes'].shape == (3,)
 
 
 def test_larger_and_rgba_pngs_are_converted_to_the_model_layout_in_the_graph(exported):
@@ -215,6 +265,23 @@ def test_png_sizes_are_read_from_the_header_and_refused_before_decoding(exported
      'input steps must be between 2 and 64, got 65'),
     ('sample', dict(n=np.int32(5000), seed=np.int64(0)),
      'input n must be between 1 and 1024, got 5000'),
+    ('nearest', dict(images=[b'x'] * 300, k=np.int32(5)),
+     'inputs images and k make N*k = 300*5 = 1500 images; the model takes 1 to 1024 a request'),
+    ('nearest', dict(images=[b'x'], k=np.int32(0)),
+     f'input k must be between 1 and {len(TEST_CHARACTERS)}, got 0'),
+    ('explore', dict(images=[b'x'], weights=np.ones((1, 2), np.float32),
+                     coordinates=np.zeros((1, 0), np.float32)),
+     'input weights must have one column per image: images has M = 1, weights has shape [1, 2]'),
+    ('explore', dict(images=[b'x'], weights=np.ones((2, 1), np.float32),
+                     coordinates=np.zeros((1, 0), np.float32)),
+     'inputs weights and coordinates must have the same number of rows, got 2 and 1'),
+    ('explore', dict(images=[b'x'], weights=np.ones((1, 1), np.float32),
+                     coordinates=np.zeros((1, 9), np.float32)),
+     'input coordinates may have at most 8 columns (the principal directions), got 9'),
+    ('explore', dict(images=[b'x'] * 1000, weights=np.ones((30, 1000), np.float32),
+                     coordinates=np.zeros((30, 0), np.float32)),
+     'inputs images and weights make M + N = 1000 + 30 images; the model takes 1 + 1 to 1024 a '
+     'request'),
 ])
 def test_every_signature_refuses_more_images_than_the_limit_before_any_work(
     exported, signature, inputs, message):
@@ -238,6 +305,9 @@ def test_limits_given_at_export_are_the_ones_enforced(tmp_path):
       'the PNGs of images hold 128 pixels in all; the model takes at most 100 a request')
   assert loaded.signatures['sample'](n=tf.constant(4), seed=tf.constant(0, tf.int64))[
       'images'].shape == (4, 16, 16, 1)
+  assert refusal(loaded.signatures['nearest'], images=[png_with_header(8, 8)], k=np.int32(1)) == (
+      'the model holds no reference glyphs (it was exported without them), so it cannot name the '
+      'nearest real character')
 
 
 def test_request_images_counts_what_the_model_bounds():
@@ -247,3 +317,6 @@ def test_request_images_counts_what_the_model_bounds():
   assert export.request_images('interpolate', dict(start=pngs, steps=np.int32(8))) == 30
   assert export.request_images('sample', dict(n=np.int32(9), seed=np.int64(0))) == 9
   assert export.request_images('reconstruct', dict(images=pngs)) == 3
+  assert export.request_images('nearest', dict(images=pngs, k=np.int32(5))) == 15
+  assert export.request_images('explore', dict(images=pngs, weights=np.zeros((4, 3)),
+                                               coordinates=np.zeros((4, 0)))) == 7

@@ -34,6 +34,18 @@ def test_the_fit_recovers_the_mean_and_covariance_of_correlated_codes():
   assert np.allclose(fitted.scale, np.tril(fitted.scale))
 
 
+def test_principal_axes_are_the_covariances_eigenvectors_largest_first():
+  rotation, _ = np.linalg.qr(np.random.default_rng(2).standard_normal((ARCH.z_dim, ARCH.z_dim)))
+  variances = np.linspace(4.0, 0.5, ARCH.z_dim)
+  covariance = rotation @ np.diag(variances) @ rotation.T
+  distribution = sampling.SamplingDistribution(np.zeros(ARCH.z_dim, np.float32),
+                                               np.linalg.cholesky(covariance).astype(np.float32))
+  stddevs, directions = distribution.principal_axes()
+  np.testing.assert_allclose(stddevs, np.sqrt(variances), rtol=1e-4)
+  np.testing.assert_allclose(np.abs(directions @ rotation), np.eye(ARCH.z_dim), atol=1e-4)
+  assert np.all(directions[np.arange(ARCH.z_dim), np.argmax(np.abs(directions), axis=1)] > 0)
+
+
 def test_the_fit_is_defined_with_fewer_codes_than_dimensions_and_refuses_one_code():
   codes = np.random.default_rng(1).standard_normal((3, ARCH.z_dim))
   assert np.all(np.isfinite(sampling.SamplingDistribution.fitted_to(codes).scale))

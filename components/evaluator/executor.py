@@ -29,7 +29,7 @@ _BATCH = 256
 
 
 REQUIRED_SIGNATURES = ('encode', 'encode_pixels', 'decode', 'reconstruct', 'arithmetic',
-                       'interpolate', 'sample', 'serving_default')
+                       'interpolate', 'sample', 'nearest', 'explore', 'serving_default')
 
 
 class ServedGlyphModel:
@@ -80,6 +80,9 @@ def serving_check(model: ServedGlyphModel, pngs: List[bytes]) -> Dict[str, Any]:
       'interpolate': (dict(start=np.array(pngs), end=np.array(pngs[::-1]), steps=np.int32(4)),
                       {'images': (n, 6) + image}),
       'sample': (dict(n=np.int32(n), seed=np.int64(0)), {'images': (n,) + image}),
+      'nearest': (dict(images=np.array(pngs), k=np.int32(1)), {'characters': (n, 1)}),
+      'explore': (dict(images=np.array(pngs), weights=np.eye(n, dtype=np.float32),
+                       coordinates=np.ones((n, 2), np.float32)), {'images': (n,) + image}),
   }
   results = {name: 'missing' for name in model.missing}
   for name, (inputs, expected) in calls.items():

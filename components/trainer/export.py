@@ -11,9 +11,15 @@ was trained on (tanh when latent_tanh), so the decoder only ever sees its own sp
 
 Every request's work is bounded in the graph itself, so TF Serving running this model is
 bounded too: each PNG's size is read from its IHDR and refused before any decoding, and
-every signature's image count (N, N·K, N·(steps + 2), n) is checked before any network
-runs, against ServingLimits recorded in the model (`loaded.limits`). A refusal is an
+every signature's image count (N, N·K, N·(steps + 2), n, N·k, M + N) is checked before any
+network runs, against ServingLimits recorded in the model (`loaded.limits`). A refusal is an
 InvalidArgument "assertion failed: [<message naming the input>]".
+
+Two signatures serve the playground (serving/playground/): `nearest` names the real
+characters closest to a glyph, searching the ingested glyphs the model ships with
+(reference_glyphs.py), and `explore` decodes any point of the code space given as a
+weighted sum of characters' codes plus a move along the principal directions of the train
+codes (also shipped: `loaded.explorer`).
 """
 import dataclasses
 
@@ -21,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from cns_vaegan.components import glyph_examples
+from cns_vaegan.components.trainer.reference_glyphs import ReferenceGlyphs
 from cns_vaegan.components.trainer.sampling import SamplingDistribution
 from cns_vaegan.components.trainer.vaegan import VAEGAN
 
@@ -32,8 +39,9 @@ class ServingLimits:
   """The most work one request may ask of the exported model."""
   max_image_side: int = glyph_examples.MAX_IMAGE_SIDE  # PNG width and height (IHDR), each
   max_request_pixels: int = 16 * glyph_examples.MAX_IMAGE_SIDE ** 2  # all PNGs of a request
-  max_images: int = 1024            # images in or out: N, N·K, N·(steps + 2), n
+  max_images: int = 1024            # images in or out: N, N·K, N·(steps + 2), n, N·k, M + N
   max_interpolation_steps: int = 64
+  max_neighbours: int = 64          # k of `nearest`
 
 
 def _text(part) -> tf.Tensor:
@@ -99,12 +107,18 @@ class GlyphModel(tf.Module):
   """What gets saved: the encoder, the decoder, and the signatures."""
 
   def __init__(self, model: VAEGAN, limits: ServingLimits = ServingLimits(),
-               sampling: SamplingDistribution = None):
+               sampling: SamplingDistribution = None, references: ReferenceGlyphs = None,
+               train_codes: SamplingDistribution = None):
     super().__init__()
     sampling = sampling or SamplingDistribution.standard_normal(model.arch.z_dim)
     # Where `sample` draws codes (pre-tanh): mean + eps @ scale.T; readable as `loaded.sampling`.
     self.sampling = {'mean': tf.Variable(sampling.mean, trainable=False, name='sampling_mean'),
                      'scale': tf.Variable(sampling.scale, trainable=False, name='sampling_scale')}
+    # The directions `explore` moves along, rows largest variance first, and their stddevs.
+    stddevs, directions = (train_codes or sampling).principal_axes()
+    self.explorer = {'stddevs': tf.Variable(stddevs, trainable=False, name='explorer_stddevs'),
+                     'directions': tf.Variable(directions, trainable=False,
+                                               name='explorer_directions')}
     self.encoder, self.decoder = model.encoder, model.decoder
     # Read by the graph and by whoever loads the model (`loaded.limits['max_images']`).
     self.limits = {name: tf.Variable(value, trainable=False, dtype=tf.int64, name=name)
@@ -114,6 +128,21 @@ class GlyphModel(tf.Module):
     h, w, c = model.arch.image_shape
     self.height, self.width, self.channels = h, w, c
     self.z_dim = model.arch.z_dim
+    references = references if references is not None else ReferenceGlyphs.empty(h, w, c)
+    if references.pixels.shape[1:] != (h, w, c):
+      raise ValueError(f'reference glyphs of shape {references.pixels.shape[1:]}; the model '
+                       f'takes {(h, w, c)}')
+    # What `nearest` searches: the glyphs (uint8) and their characters, and each glyph as
+    # [0, 1] floats, one column per glyph, with its squared norm (computed once, here).
+    flat = references.pixels.reshape(len(references), h * w * c).astype(np.float32) / 255.0
+    self.references = {
+        'pixels': tf.Variable(references.pixels, trainable=False, name='reference_pixels'),
+        'characters': tf.Variable(tf.constant(list(references.characters), tf.string, [len(references)]),
+                                  trainable=False, name='reference_characters'),
+        'columns': tf.Variable(flat.T, trainable=False, name='reference_columns'),
+        'squared_norms': tf.Variable(np.sum(flat ** 2, axis=1), trainable=False,
+                                     name='reference_squared_norms'),
+    }
 
   # ------------------------------------------------------------ pre/post-processing
   def _decode_png(self, png):
@@ -325,12 +354,81 @@ class GlyphModel(tf.Module):
         self.sampling['mean'] + tf.matmul(eps, self.sampling['scale'], transpose_b=True))
     return dict(self._image_outputs(self._decode_pixels(z)), z=z)
 
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='images'),
+                                tf.TensorSpec([], tf.int32, name='k')])
+  def nearest(self, images, k):
+    """The k real glyphs nearest to each of N PNGs, by pixel L2 over the reference glyphs.
+
+    The Evaluator's identity measure (quality_metrics.identity), served: characters [N, k]
+    (string), distances [N, k] (L2 of [0, 1] pixels, nearest first; equal distances in
+    reference order), png_bytes [N, k] (the real glyphs).
+    """
+    n, count = tf.shape(images)[0], tf.shape(self.references['squared_norms'])[0]
+    limit = tf.minimum(self._limit('max_neighbours'), tf.cast(count, tf.int64))
+    checks = [_require(count > 0, 'the model holds no reference glyphs (it was exported without '
+                       'them), so it cannot name the nearest real character')]
+    with tf.control_dependencies(checks):
+      checks.append(_require(tf.logical_and(k >= 1, tf.cast(k, tf.int64) <= limit),
+                             'input k must be between 1 and ', limit, ', got ', k))
+    with tf.control_dependencies(checks):
+      checks.append(self._count_check(tf.cast(n, tf.int64) * tf.cast(k, tf.int64),
+                                      'inputs images and k make N*k = ', n, '*', k))
+    checks = self._png_checks([(images, 'images')], checks)
+    queries = tf.reshape(self._pixels_from_png(images, 'images', checks), [n, -1])
+    # |q - r|^2 = |q|^2 - 2 q.r + |r|^2, for every reference at once.
+    squared = (tf.reduce_sum(queries ** 2, axis=1, keepdims=True)
+               - 2.0 * tf.matmul(queries, self.references['columns'])
+               + self.references['squared_norms'][None, :])
+    negative, indices = tf.math.top_k(-squared, k)
+    glyphs = tf.gather(self.references['pixels'], indices)                     # [N, k, h, w, c]
+    encoded = tf.map_fn(tf.io.encode_png, tf.reshape(glyphs, [-1, self.height, self.width,
+                                                              self.channels]),
+                        fn_output_signature=tf.TensorSpec([], tf.string))
+    return {'characters': tf.gather(self.references['characters'], indices),
+            'distances': tf.sqrt(tf.maximum(-negative, 0.0)),
+            'png_bytes': tf.reshape(encoded, [n, k])}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='images'),
+                                tf.TensorSpec([None, None], tf.float32, name='weights'),
+                                tf.TensorSpec([None, None], tf.float32, name='coordinates')])
+  def explore(self, images, weights, coordinates):
+    """N points of the code space, decoded: weights [N, M] of the M images' codes (encoder
+    means, pre-tanh), plus coordinates [N, K] along the first K principal directions of the
+    train codes, in standard deviations (K may be 0).
+
+    An interpolation at t is weights [[1 - t, t]]; a character moved along the main
+    directions is weights [[1]] and its coordinates. Outputs images [N, h, w, c], png_bytes [N],
+    z [N, z_dim] (the decoder's space).
+    """
+    m, n, k = tf.shape(images)[0], tf.shape(weights)[0], tf.shape(coordinates)[1]
+    limit = self._limit('max_images')
+    checks = [_require(tf.equal(tf.shape(weights)[1], m), 'input weights must have one column '
+                       'per image: images has M = ', m, ', weights has shape ', _shape_text(weights))]
+    with tf.control_dependencies(checks):
+      checks.append(_require(tf.equal(tf.shape(coordinates)[0], n), 'inputs weights and '
+                             'coordinates must have the same number of rows, got ', n, ' and ',
+                             tf.shape(coordinates)[0]))
+    with tf.control_dependencies(checks):
+      checks.append(_require(k <= self.z_dim, f'input coordinates may have at most {self.z_dim} '
+                             'columns (the principal directions), got ', k))
+    with tf.control_dependencies(checks):
+      total = tf.cast(m, tf.int64) + tf.cast(n, tf.int64)
+      checks.append(_require(tf.logical_and(tf.logical_and(m >= 1, n >= 1), total <= limit),
+                             'inputs images and weights make M + N = ', m, ' + ', n,
+                             ' images; the model takes 1 + 1 to ', limit, ' a request'))
+    checks = self._png_checks([(images, 'images')], checks)
+    means = self._means(self._pixels_from_png(images, 'images', checks))[0]     # [M, z]
+    moves = self.explorer['stddevs'][:k, None] * self.explorer['directions'][:k]  # [K, z]
+    point = tf.matmul(weights, means) + tf.matmul(coordinates, moves)          # [N, z]
+    z = self._to_decoder_space(point)
+    return dict(self._image_outputs(self._decode_pixels(z)), z=z)
+
   def signatures(self):
     return {
         'encode': self.encode, 'encode_pixels': self.encode_pixels, 'decode': self.decode,
         'reconstruct': self.reconstruct, 'arithmetic': self.arithmetic,
-        'interpolate': self.interpolate, 'sample': self.sample,
-        'serving_default': self.reconstruct,
+        'interpolate': self.interpolate, 'sample': self.sample, 'nearest': self.nearest,
+        'explore': self.explore, 'serving_default': self.reconstruct,
     }
 
 
@@ -338,7 +436,8 @@ def request_images(signature_name: str, inputs) -> int:
   """The images a request asks of a signature (what max_images bounds), from its numpy inputs.
 
   For servers, to refuse a request before running it: N for the batch signatures, N·K for
-  arithmetic (K = 5 when no coefficients are sent), N·(steps + 2) for interpolate, n for sample.
+  arithmetic (K = 5 when no coefficients are sent), N·(steps + 2) for interpolate, n for sample,
+  N·k for nearest, M + N for explore.
   """
   def batch(alias):
     return len(inputs[alias]) if np.ndim(inputs.get(alias, 0)) else 0
@@ -348,11 +447,18 @@ def request_images(signature_name: str, inputs) -> int:
     return batch('start') * (int(inputs['steps']) + 2)
   if signature_name == 'sample' and np.ndim(inputs.get('n', 0)) == 0:
     return int(inputs['n'])
+  if signature_name == 'nearest' and np.ndim(inputs.get('k', 0)) == 0:
+    return batch('images') * int(inputs['k'])
+  if signature_name == 'explore':
+    return batch('images') + batch('weights')
   return max((len(v) for v in inputs.values() if np.ndim(v)), default=0)
 
 
 def export_saved_model(model: VAEGAN, export_dir: str, limits: ServingLimits = ServingLimits(),
-                       sampling: SamplingDistribution = None) -> None:
-  """Saves the signatures; `sample` draws from `sampling` (default: the prior N(0, I))."""
-  module = GlyphModel(model, limits, sampling)
+                       sampling: SamplingDistribution = None, references: ReferenceGlyphs = None,
+                       train_codes: SamplingDistribution = None) -> None:
+  """Saves the signatures; `sample` draws from `sampling` (default: the prior N(0, I)),
+  `nearest` searches `references` (default: none, and it refuses), `explore` moves along the
+  principal directions of `train_codes` (default: those of `sampling`)."""
+  module = GlyphModel(model, limits, sampling, references, train_codes)
   tf.saved_model.save(module, export_dir, signatures=module.signatures())

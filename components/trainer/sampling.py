@@ -13,7 +13,7 @@ space, so the exported graph has one code path: the prior is mean 0, scale I.
 README, "Choosing the recipe", has the measured effect (TrainingConfig.sampling).
 """
 import dataclasses
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -37,6 +37,17 @@ class SamplingDistribution:
   def codes(self, eps: np.ndarray) -> np.ndarray:
     """mean + eps @ scale.T for eps [N, z_dim] (the exported `sample` computes the same in TF)."""
     return self.mean + eps @ self.scale.T
+
+  def principal_axes(self):
+    """(stddevs [z_dim], directions [z_dim, z_dim]): the covariance's eigenvectors as rows,
+    largest variance first, each signed so that its largest component is positive."""
+    covariance = np.asarray(self.scale, np.float64) @ np.asarray(self.scale, np.float64).T
+    variances, vectors = np.linalg.eigh(covariance)
+    order = np.argsort(variances)[::-1]
+    directions = vectors[:, order].T
+    signs = np.sign(directions[np.arange(len(directions)), np.argmax(np.abs(directions), axis=1)])
+    return (np.sqrt(np.maximum(variances[order], 0.0)).astype(np.float32),
+            (directions * signs[:, None]).astype(np.float32))
 
   @classmethod
   def fitted_to(cls, codes: np.ndarray) -> 'SamplingDistribution':
@@ -63,10 +74,17 @@ def encoder_means(model: VAEGAN, patterns: List[str], batch_size: int = 512) -> 
   return np.concatenate(means)
 
 
-def distribution_for(model: VAEGAN, train_patterns: List[str]) -> SamplingDistribution:
-  """What TrainingConfig.sampling asks for, fitted on the train split where it is 'fitted_gaussian'."""
+def fit_train_codes(model: VAEGAN, train_patterns: List[str]) -> SamplingDistribution:
+  """The Gaussian of the encoder means of every glyph in `train_patterns`."""
+  codes = encoder_means(model, train_patterns)
+  logging.info('Fitted a Gaussian to the encoder means of %d train glyphs', len(codes))
+  return SamplingDistribution.fitted_to(codes)
+
+
+def distribution_for(model: VAEGAN, train_patterns: List[str],
+                     train_codes: Optional[SamplingDistribution] = None) -> SamplingDistribution:
+  """What TrainingConfig.sampling asks for, fitted on the train split where it is 'fitted_gaussian'
+  (`train_codes`: that fit, when the caller has made it already)."""
   if model.config.sampling == 'standard_normal':
     return SamplingDistribution.standard_normal(model.arch.z_dim)
-  codes = encoder_means(model, train_patterns)
-  logging.info('Sampling from a Gaussian fitted to the encoder means of %d train glyphs', len(codes))
-  return SamplingDistribution.fitted_to(codes)
+  return train_codes or fit_train_codes(model, train_patterns)
