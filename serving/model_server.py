@@ -37,6 +37,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
+from cns_vaegan.data import render_glyphs
 from cns_vaegan.serving import batching, prediction, servables
 from cns_vaegan.serving.batching import Batcher, BatchingParameters
 from cns_vaegan.serving.prediction import RequestLimits, ServingError
@@ -162,11 +163,13 @@ class ModelServer:
   def __init__(self, model_base_path: str, model_name: str, host: str = '127.0.0.1',
                port: int = 8500, rest_port: Optional[int] = 8501, model_version: Optional[int] = None,
                poll_seconds: float = 1.0, options: ServerOptions = ServerOptions(),
-               batching: Optional[BatchingParameters] = batching.DEFAULT_PARAMETERS):
+               batching: Optional[BatchingParameters] = batching.DEFAULT_PARAMETERS,
+               font_path: str = render_glyphs.DEFAULT_FONT):
     self.manager = ServableManager(model_base_path, model_name, model_version, poll_seconds,
                                    options.max_load_retries, options.load_retry_seconds)
     self.host, self.port, self.rest_port, self.options = host, port, rest_port, options
     self.batching = batching
+    self.font_path = font_path  # the playground draws typed characters with it
     self.batcher: Optional[Batcher] = None
     self.pool = concurrent.futures.ThreadPoolExecutor(options.workers, thread_name_prefix='request')
     self._grpc: Optional[grpc.Server] = None
@@ -194,7 +197,7 @@ class ModelServer:
     if self.rest_port is not None:
       self._rest = RestServer(self.manager, self.host, self.rest_port, self.pool, options.limits(),
                               options.max_rest_body_bytes, options.rest_timeout_seconds,
-                              options.max_concurrent_requests, self.batcher)
+                              options.max_concurrent_requests, self.batcher, self.font_path)
       self.rest_port = self._rest.start()
     for service in ('', 'tensorflow.serving.PredictionService', 'tensorflow.serving.ModelService'):
       self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -239,6 +242,9 @@ def server_from_args(argv=None) -> ModelServer:
   parser.add_argument('--port', type=int, default=8500, help='gRPC port (0: any free)')
   parser.add_argument('--rest-port', type=int, default=8501, help='REST port (0: any free; -1: off)')
   parser.add_argument('--poll-seconds', type=float, default=1.0, help='how often new versions are looked for')
+  parser.add_argument('--font', default=render_glyphs.DEFAULT_FONT,
+                      help='the font the playground (http://HOST:REST_PORT/) draws typed characters '
+                           'with: the dataset\'s (default %(default)s)')
   helps = {
       'max_batch_size': 'images one request may take or make (N, N·K, N·(steps + 2), n) and the '
                         'largest batch of any input',
@@ -277,7 +283,8 @@ def server_from_args(argv=None) -> ModelServer:
   options = ServerOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ServerOptions)})
   return ModelServer(args.model_base_path, args.model_name, args.host, args.port,
                      None if args.rest_port < 0 else args.rest_port, args.model_version,
-                     args.poll_seconds, options, parameters if args.enable_batching else None)
+                     args.poll_seconds, options, parameters if args.enable_batching else None,
+                     args.font)
 
 
 def main(argv=None) -> int:
@@ -292,6 +299,8 @@ def main(argv=None) -> int:
     return 0
   print(f'serving {model_name} on grpc {server.host}:{server.port}'
         + (f', rest {server.host}:{server.rest_port}' if server.rest_port else ''), flush=True)
+  if server.rest_port:
+    print(f'the glyph playground: http://{server.host}:{server.rest_port}/', flush=True)
   while not stopping.wait(1.0):
     pass
   logging.info('Stopping: draining requests in progress for up to %g s', options.drain_seconds)

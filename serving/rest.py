@@ -11,6 +11,8 @@ requests in progress by max_concurrent (429 beyond, as gRPC's RESOURCE_EXHAUSTED
 work by the same checks as gRPC (serving/prediction.py), run in the shared worker pool.
 A malformed body (bad JSON, a 100,000-deep array, a wrong type anywhere) is a 400 and the
 connection stays usable; a malformed HTTP frame (Content-Length: -1) is aiohttp's 400.
+
+The same port serves the glyph playground (serving/playground.py): GET / and /playground/...
 """
 import asyncio
 import base64
@@ -28,7 +30,9 @@ from aiohttp import web
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
+from cns_vaegan.data import render_glyphs
 from cns_vaegan.serving import prediction
+from cns_vaegan.serving.playground import Playground
 from cns_vaegan.serving.prediction import RequestLimits, ServingError
 from cns_vaegan.serving.servables import ServableManager
 
@@ -177,9 +181,11 @@ class RestServer:
 
   def __init__(self, manager: ServableManager, host: str, port: int,
                pool: concurrent.futures.Executor, limits: RequestLimits, max_body_bytes: int,
-               timeout_seconds: float, max_concurrent: int, batcher=None):
+               timeout_seconds: float, max_concurrent: int, batcher=None,
+               font_path: str = render_glyphs.DEFAULT_FONT):
     self.manager, self.host, self.port, self.pool, self.limits = manager, host, port, pool, limits
     self.batcher = batcher  # serving/batching.py's, when server-side batching is on
+    self.font_path = font_path  # the playground draws typed characters with it
     self.max_body_bytes, self.timeout, self.max_concurrent = max_body_bytes, timeout_seconds, max_concurrent
     self.in_flight = 0
     self._loop = asyncio.new_event_loop()
@@ -216,9 +222,26 @@ class RestServer:
     finally:
       self.in_flight -= 1
 
+  def _capped(self, handler):
+    """A playground handler under the same cap of requests in progress as _handle's."""
+    async def capped(request: web.Request) -> web.Response:
+      if self.in_flight >= self.max_concurrent:
+        return self._reply(429, {'error': f'the server answers at most {self.max_concurrent} '
+                                          'REST requests at once; try again later'})
+      self.in_flight += 1
+      try:
+        return await handler(request)
+      finally:
+        self.in_flight -= 1
+    return capped
+
   def start(self) -> int:
     """Binds and serves; returns the port."""
     app = web.Application(client_max_size=self.max_body_bytes)
+    playground = Playground(self.manager, self.font_path,
+                            lambda work, *args: self._loop.run_in_executor(self.pool, work, *args))
+    for route in playground.routes():  # first: the catch-all below would take their paths
+      app.router.add_route(route.method, route.path, self._capped(route.handler))
     app.router.add_route('*', '/{path:.*}', self._handle)
     # keepalive_timeout also closes a connection that never sends a request.
     self._runner = web.AppRunner(app, keepalive_timeout=self.timeout, shutdown_timeout=0,
