@@ -132,11 +132,11 @@ class GlyphModel(tf.Module):
     if references.pixels.shape[1:] != (h, w, c):
       raise ValueError(f'reference glyphs of shape {references.pixels.shape[1:]}; the model '
                        f'takes {(h, w, c)}')
-    # What `nearest` searches: the glyphs (uint8) and their characters, and each glyph as
-    # [0, 1] floats, one column per glyph, with its squared norm (computed once, here).
+    # What `nearest` searches: each glyph as [0, 1] floats, one column per glyph (stored as
+    # floats: casting uint8 glyphs on every request costs 4-9x the search, docs/playground.md),
+    # its squared norm (computed once, here) and its character.
     flat = references.pixels.reshape(len(references), h * w * c).astype(np.float32) / 255.0
     self.references = {
-        'pixels': tf.Variable(references.pixels, trainable=False, name='reference_pixels'),
         'characters': tf.Variable(tf.constant(list(references.characters), tf.string, [len(references)]),
                                   trainable=False, name='reference_characters'),
         'columns': tf.Variable(flat.T, trainable=False, name='reference_columns'),
@@ -380,13 +380,12 @@ class GlyphModel(tf.Module):
                - 2.0 * tf.matmul(queries, self.references['columns'])
                + self.references['squared_norms'][None, :])
     negative, indices = tf.math.top_k(-squared, k)
-    glyphs = tf.gather(self.references['pixels'], indices)                     # [N, k, h, w, c]
-    encoded = tf.map_fn(tf.io.encode_png, tf.reshape(glyphs, [-1, self.height, self.width,
-                                                              self.channels]),
-                        fn_output_signature=tf.TensorSpec([], tf.string))
+    # The neighbours' own pixels: the stored floats are value / 255, so this is exact.
+    glyphs = tf.transpose(tf.gather(self.references['columns'], tf.reshape(indices, [-1]), axis=1))
     return {'characters': tf.gather(self.references['characters'], indices),
             'distances': tf.sqrt(tf.maximum(-negative, 0.0)),
-            'png_bytes': tf.reshape(encoded, [n, k])}
+            'png_bytes': self._to_png(tf.reshape(glyphs, [n, k, self.height, self.width,
+                                                          self.channels]))}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='images'),
                                 tf.TensorSpec([None, None], tf.float32, name='weights'),

@@ -3,8 +3,9 @@
 Every ingested glyph, train and eval, as the Evaluator's identity measure takes them
 (quality_metrics.identity: pixel L2 over every ingested glyph), so the served answer to
 "which real character is this closest to?" is the one the Evaluator measured. They ship
-inside the SavedModel, as uint8 (exact: the examples hold value / 127.5 - 1), so TF Serving
-answers it too; docs/playground.md weighs this against a server-side index, with its cost.
+inside the SavedModel (export.py keeps them as value / 255 floats, exact, since the examples
+hold value / 127.5 - 1), so TF Serving answers it too; docs/playground.md weighs this against
+a server-side index, with its measured cost.
 """
 import dataclasses
 from typing import List, Sequence
