@@ -133,10 +133,10 @@ function realGlyph(png, label) {
 
 /** A generated glyph: clickable, captioned with its nearest real character once known. */
 function makeTile(png, label) {
-  const caption = element('figcaption', {text: label});
-  const figure = element('figure', {class: 'tile', 'data-label': label, title: label},
-                         [glyphImage(png, label), caption]);
-  return {png, label, figure, caption, neighbours: null};
+  const best = element('span', {class: 'best'});
+  const figure = element('figure', {class: 'tile', 'data-label': label, title: label}, [
+    glyphImage(png, label), element('figcaption', {}, [element('span', {text: label}), best])]);
+  return {png, label, figure, best, neighbours: null};
 }
 
 function formatDistance(distance) {
@@ -192,26 +192,38 @@ class View {
   // params() -> {key: string}; set(params); run() -> {tiles, focus}: overridden per view.
 
   async update(started) {
+    let tiles;
     try {
-      const {tiles, focus} = await this.run();
-      this.showError(null);
-      this.tiles = tiles;
-      tiles.forEach((t) => t.figure.addEventListener('click', () => this.focus(t)));
-      this.focus(focus);
-      const drawn = performance.now();
+      ({tiles} = await this.drawn());
+    } catch (error) {
+      this.clear();
+      this.showError(error);
+      return;
+    }
+    const drawn = performance.now();
+    try {  // the glyphs stay drawn if this fails
       const lists = await nearestOf(tiles.map((t) => t.png));
       tiles.forEach((t, i) => {
         t.neighbours = lists[i];
         const best = lists[i][0];
-        if (best) t.caption.textContent = `${t.label} ≈ ${best.character}`;
+        if (best) t.best.textContent = `≈ ${best.character} ${formatDistance(best.distance)}`;
       });
       this.focus(this.focused);
       window.playground.timings.push({view: this.id, drawn_ms: drawn - started,
                                       nearest_ms: performance.now() - started});
     } catch (error) {
-      this.clear();
       this.showError(error);
     }
+  }
+
+  /** run(), then its glyphs shown, the focused one large. */
+  async drawn() {
+    const {tiles, focus} = await this.run();
+    this.showError(null);
+    this.tiles = tiles;
+    tiles.forEach((t) => t.figure.addEventListener('click', () => this.focus(t)));
+    this.focus(focus);
+    return {tiles};
   }
 
   clear() {
