@@ -98,8 +98,8 @@ def main() -> int:
       characters = page.page.evaluate('fetch("/playground/api/info").then(r => r.json())')[
           'characters']
       status = page.page.inner_text('#model-status')
-      print(f'{status}; server pid {server.process.pid}; {os.cpu_count()} cores; '
-            f'{args.updates} updates each after {args.warm_up} of warm-up')
+      print(f'{status}; server pid {server.process.pid}; {os.cpu_count()} cores, load average '
+            f'{os.getloadavg()[0]:.1f}; {args.updates} updates each after {args.warm_up} of warm-up')
       print('| interaction | drawn p50 ms | drawn p99 ms | with nearest p50 ms | with nearest p99 ms |')
       print('|---|---|---|---|---|')
       rng = np.random.default_rng(0)
@@ -123,6 +123,7 @@ def main() -> int:
         print(f'| {name} | {drawn[0]:.1f} | {drawn[1]:.1f} | {listed[0]:.1f} | {listed[1]:.1f} |',
               flush=True)
         print(f'  ({name}: {time.monotonic() - started:.0f} s)', file=sys.stderr)
+      print(f'load average at the end: {os.getloadavg()[0]:.1f} (1 min)')
       page.close()
   finally:
     server.stop()

@@ -66,14 +66,14 @@ def rendered(character: str) -> bytes:
   return render_glyphs.GlyphRenderer(size=TEST_SIZE).render_png(character)
 
 
-def sent(page: PlaygroundPage, signature: str) -> dict:
-  """The inputs of the page's last request to `signature`, b64 strings decoded."""
+def sent(page: PlaygroundPage, signature: str) -> list:
+  """The inputs of each of the page's requests to `signature`, b64 strings decoded."""
   bodies = [json.loads(r['body']) for r in page.responses
             if r['method'] == 'POST' and r['url'].endswith(':predict')]
-  inputs = [b['inputs'] for b in bodies if b['signature_name'] == signature][-1]
   decode = lambda v: (base64.b64decode(v['b64']) if isinstance(v, dict) else  # noqa: E731
                       [decode(x) for x in v] if isinstance(v, list) else v)
-  return {alias: decode(value) for alias, value in inputs.items()}
+  return [{alias: decode(value) for alias, value in b['inputs'].items()}
+          for b in bodies if b['signature_name'] == signature]
 
 
 def statuses(page: PlaygroundPage, path_part: str) -> list:
@@ -97,17 +97,22 @@ def test_arithmetic_draws_the_signatures_answer_and_its_nearest_characters(page,
   page.open('?view=arith')
   page.type('arith-a', '清')
   page.slide('arith-coefficient', 2.5)
-  inputs = sent(page, 'arithmetic')
-  assert [inputs[x][0] for x in 'abc'] == [rendered(c) for c in '清鉻鉸']
-  assert inputs['coefficients'] == [0.25, 0.5, 1, 2, 3, 2.5]
-  expected = local(served, 'arithmetic', a=inputs['a'], b=inputs['b'], c=inputs['c'],
-                   coefficients=np.array(inputs['coefficients'], np.float32))
-  assert page.images('#arith .focus figure:first-child') == [expected['png_bytes'][0, 5]]
-  assert page.images('#arith-seed') == list(expected['png_bytes'][0, :5])
+  requests = sent(page, 'arithmetic')  # the seed's panels once for 清, and a = 2.5 alone
+  panels = [r for r in requests if not r['coefficients']][-1]
+  chosen = requests[-1]
+  assert chosen['coefficients'] == [2.5]
+  assert [chosen[x][0] for x in 'abc'] == [rendered(c) for c in '清鉻鉸']
+  assert all(panels[x] == chosen[x] for x in 'abc')
+  one = local(served, 'arithmetic', a=chosen['a'], b=chosen['b'], c=chosen['c'],
+              coefficients=np.array([2.5], np.float32))
+  assert page.images('#arith .focus figure:first-child') == [one['png_bytes'][0, 0]]
+  expected = local(served, 'arithmetic', a=chosen['a'], b=chosen['b'], c=chosen['c'],
+                   coefficients=np.array([], np.float32))
+  assert page.images('#arith-seed') == list(expected['png_bytes'][0])
   assert page.images('#arith-reconstructions') == list(expected['reconstructions_png_bytes'][0])
   assert page.images('#arith-pixels') == [expected['input_domain_png_bytes'][0]]
   assert page.images('#arith-inputs') == [rendered(c) for c in '清鉻鉸']
-  nearest = local(served, 'nearest', images=[expected['png_bytes'][0, 5]], k=np.int32(5))
+  nearest = local(served, 'nearest', images=[one['png_bytes'][0, 0]], k=np.int32(5))
   listed = page.nearest('arith')
   assert [c for c, _ in listed] == [c.decode() for c in nearest['characters'][0]]
   np.testing.assert_allclose([d for _, d in listed], nearest['distances'][0], rtol=1e-6)
