@@ -14,7 +14,7 @@ from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
 from cns_vaegan.components.trainer.vaegan import VAEGAN
 from cns_vaegan.serving.client import GlyphClient
-from conftest import TINY_ARCHITECTURE
+from conftest import TINY_ARCHITECTURE, rendered_references
 
 SIGNATURES = {'encode', 'encode_pixels', 'decode', 'reconstruct', 'arithmetic', 'interpolate',
               'sample', 'serving_default'}
@@ -22,12 +22,13 @@ SIGNATURES = {'encode', 'encode_pixels', 'decode', 'reconstruct', 'arithmetic', 
 
 def export_tiny_version(model_dir, version: int, seed: int) -> str:
   """An untrained tiny model (TINY_ARCHITECTURE) as <model_dir>/<version>, staged then renamed
-  so it appears whole, as the Pusher's does; returns its path."""
+  so it appears whole, as the Pusher's does; `nearest` searches the test characters. Returns
+  its path."""
   tf.keras.utils.set_random_seed(seed)
   model = VAEGAN(Architecture(**TINY_ARCHITECTURE), TrainingConfig(batch_size=4),
                  tf.distribute.get_strategy())
   staging = os.path.join(model_dir, f'.staging-{version}')
-  export.export_saved_model(model, staging)
+  export.export_saved_model(model, staging, references=rendered_references())
   os.rename(staging, os.path.join(model_dir, str(version)))
   return os.path.join(model_dir, str(version))
 

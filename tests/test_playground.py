@@ -12,30 +12,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cns_vaegan.components.trainer import export
-from cns_vaegan.components.trainer.architecture import Architecture
-from cns_vaegan.components.trainer.training_config import TrainingConfig
-from cns_vaegan.components.trainer.vaegan import VAEGAN
 from cns_vaegan.data import render_glyphs
 from cns_vaegan.serving import playground
 from cns_vaegan.serving.model_server import ModelServer
 from cns_vaegan.serving.prediction import RequestLimits
 from cns_vaegan.serving.rest import RestServer
 from cns_vaegan.serving.servables import ServableManager
-from conftest import TEST_SIZE, TINY_ARCHITECTURE, rendered_references
+import serving_checks
+from conftest import TEST_SIZE
 from playground_browser import PlaygroundPage, chromium, require_browser
 
-ARCH = Architecture(**TINY_ARCHITECTURE)
 NOT_IN_FONT = '😀'  # U+1F600: the CNS font has no emoji
 
 
 @pytest.fixture(scope='module')
-def served(tmp_path_factory):
+def served(tmp_path_factory, tiny_model_path):
   base = tmp_path_factory.mktemp('playground')
-  tf.keras.utils.set_random_seed(1)
-  model = VAEGAN(ARCH, TrainingConfig(batch_size=4), tf.distribute.get_strategy())
-  path = str(base / 'cns_vaegan' / '1')
-  export.export_saved_model(model, path, references=rendered_references())
+  os.makedirs(base / 'cns_vaegan')
+  path = serving_checks.copy_version(tiny_model_path, base / 'cns_vaegan', 1)
   server = ModelServer(str(base), 'cns_vaegan', port=0, rest_port=0, poll_seconds=0.2)
   server.start(wait_for_model_seconds=30)
   yield {'url': f'http://127.0.0.1:{server.rest_port}', 'model': tf.saved_model.load(path)}
