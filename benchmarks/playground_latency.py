@@ -6,7 +6,9 @@ interaction the way a person does (a slider step, a typed character, a new seed)
 itself records each update (window.playground.timings): from the input event to the glyphs
 drawn, and to their nearest real characters listed (a second request, `nearest`). Every
 update waits for the previous one, so none is merged into another. The first updates of each
-kind are a warm-up, not counted (a signature's first call builds it).
+kind are a warm-up, not counted (a signature's first call builds it). The server's CPU time
+per update (its user + system time over the updates, from /proc) is printed beside: unlike
+the round trip, it hardly depends on what else the machine is running.
 
     scripts/env.sh run python benchmarks/playground_latency.py [--model-base-path outputs/serving]
         [--updates 200] [--screenshots docs/figures]
@@ -67,6 +69,13 @@ def interactions(page: PlaygroundPage, rng: np.random.Generator, characters: str
   }
 
 
+def cpu_seconds(pid: int) -> float:
+  """User + system CPU time of a process, all its threads (/proc/PID/stat, in clock ticks)."""
+  with open(f'/proc/{pid}/stat', encoding='ascii') as f:
+    fields = f.read().rsplit(')', 1)[1].split()
+  return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def percentiles(values):
   return np.percentile(values, 50), np.percentile(values, 99)
 
@@ -100,8 +109,9 @@ def main() -> int:
       status = page.page.inner_text('#model-status')
       print(f'{status}; server pid {server.process.pid}; {os.cpu_count()} cores, load average '
             f'{os.getloadavg()[0]:.1f}; {args.updates} updates each after {args.warm_up} of warm-up')
-      print('| interaction | drawn p50 ms | drawn p99 ms | with nearest p50 ms | with nearest p99 ms |')
-      print('|---|---|---|---|---|')
+      print('| interaction | drawn p50 ms | drawn p99 ms | with nearest p50 ms | with nearest p99 ms '
+            '| server CPU ms an update |')
+      print('|---|---|---|---|---|---|')
       rng = np.random.default_rng(0)
       for name, (query, update) in interactions(page, rng, characters).items():
         if args.only and not name.startswith(args.only):
@@ -110,18 +120,19 @@ def main() -> int:
         for _ in range(args.warm_up):
           update()
         before = len(page.timings())
-        started = time.monotonic()
+        started, cpu = time.monotonic(), cpu_seconds(server.process.pid)
         for _ in range(args.updates):
           update()
+        cpu = (cpu_seconds(server.process.pid) - cpu) / args.updates * 1e3
         timings = page.timings()[before:]
         errors = page.error(query.split('=')[1].split('&')[0])
         if errors or len(timings) != args.updates:
-          print(f'| {name} | failed: {errors or f"{len(timings)} updates recorded"} | | | |')
+          print(f'| {name} | failed: {errors or f"{len(timings)} updates recorded"} | | | | |')
           continue
         drawn = percentiles([t['drawn_ms'] for t in timings])
         listed = percentiles([t['nearest_ms'] for t in timings])
-        print(f'| {name} | {drawn[0]:.1f} | {drawn[1]:.1f} | {listed[0]:.1f} | {listed[1]:.1f} |',
-              flush=True)
+        print(f'| {name} | {drawn[0]:.1f} | {drawn[1]:.1f} | {listed[0]:.1f} | {listed[1]:.1f} '
+              f'| {cpu:.1f} |', flush=True)
         print(f'  ({name}: {time.monotonic() - started:.0f} s)', file=sys.stderr)
       print(f'load average at the end: {os.getloadavg()[0]:.1f} (1 min)')
       page.close()
