@@ -3,13 +3,14 @@
 1. Right: every eval glyph of the pipeline's Examples goes to the server over REST as a PNG,
    its reconstruction (`reconstruct`) comes back as a PNG and goes to `nearest`, as the
    playground asks it; the share whose top-1 (top-5) is the glyph's own character is the
-   Evaluator's identity figure (quality_metrics.identity), now answered by the server.
+   Evaluator's identity figure (quality_metrics.identity_ranks), now answered by the server.
 2. Size: the SavedModel on disk, and the part of it that is the reference glyphs.
 3. Speed: `nearest` over REST for 1, 10 and 32 glyphs (p50, p99), and in-process the search
    on the floats the model stores against keeping uint8 glyphs and casting them on each call.
 
     scripts/env.sh run python benchmarks/nearest_index.py [--model-base-path outputs/serving]
         [--examples 'outputs/pipelines/cns-vaegan/PngExampleGen/examples/*/Split-eval/*']
+        [--fragment nearest_index]
 """
 import argparse
 import base64
@@ -22,6 +23,8 @@ import time
 
 import numpy as np
 import tensorflow as tf
+
+import fragments  # pylint: disable=g-import-not-at-top  (benchmarks/ is on sys.path)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests'))
 # pylint: disable=wrong-import-position  (the server process helper lives with the tests)
@@ -88,6 +91,7 @@ def main() -> int:
   parser.add_argument('--model-base-path', default='outputs/serving')
   parser.add_argument('--examples', default=f'{PIPELINE}/PngExampleGen/examples/*/Split-eval/*')
   parser.add_argument('--requests', type=int, default=200, help='timed requests per size')
+  parser.add_argument('--fragment', help='also write the figures to docs/generated/<FRAGMENT>.md')
   args = parser.parse_args()
   versions = available_versions(os.path.join(args.model_base_path, hostile_requests.MODEL_NAME))
   if not versions:
@@ -108,28 +112,29 @@ def main() -> int:
   reference_bytes = sum(v.nbytes if v.dtype != object else sum(len(s) for s in v)
                         for v in references.values())
   count = len(references['characters'])
-  print(f'model {model_path}: {on_disk / 1e6:.1f} MB on disk, of which the {count} reference '
+  out = fragments.Fragment(args.fragment)
+  out.print(f'Model {model_path}: {on_disk / 1e6:.1f} MB on disk, of which the {count} reference '
         f'glyphs {reference_bytes / 1e6:.1f} MB (as uint8 they would take '
-        f'{references["columns"].size / 1e6:.1f} MB); {os.cpu_count()} cores')
+        f'{references["columns"].size / 1e6:.1f} MB).', '')
 
   server = hostile_requests.ServerProcess(args.model_base_path)
   try:
     rest = Rest(server.rest_port)
     started = time.monotonic()
     top1, top5 = served_identity(rest, pngs, characters)
-    print(f'served identity on {len(pngs)} eval glyphs ({eval_dir}): top-1 {top1:.2%}, '
-          f'top-5 {top5:.2%} ({time.monotonic() - started:.0f} s)')
+    out.print(f'Served identity on {len(pngs)} eval glyphs ({os.path.relpath(eval_dir)}): top-1 '
+              f'{top1:.2%}, top-5 {top5:.2%} ({time.monotonic() - started:.0f} s).', '')
     evaluations = glob.glob(f'{PIPELINE}/GlyphEvaluator/evaluation/*/metrics.json')
     if evaluations:
       with open(newest(f'{PIPELINE}/GlyphEvaluator/evaluation/*/metrics.json'), encoding='utf-8') as f:
         report = json.load(f)
       identity = report.get('candidate', {}).get('identity', {})
-      print(f'the Evaluator\'s identity (its last run, {report["num_eval_examples"]} glyphs): '
-            f'top-1 {identity.get("top1", float("nan")):.2%}, top-5 '
-            f'{identity.get("top5", float("nan")):.2%}')
-    print('| glyphs asked about | REST p50 ms | REST p99 ms | in-process, stored floats p50 ms | '
-          'in-process, uint8 cast each call p50 ms |')
-    print('|---|---|---|---|---|')
+      out.print(f'The Evaluator\'s identity (its last run, {report["num_eval_examples"]} glyphs): '
+                f'top-1 {identity.get("top1", float("nan")):.2%}, top-5 '
+                f'{identity.get("top5", float("nan")):.2%}.', '')
+    out.print(f'Load average {os.getloadavg()[0]:.1f} (1 min).', '',
+              '| glyphs asked about | REST p50 ms | REST p99 ms | in-process, stored floats p50 ms | '
+              'in-process, uint8 cast each call p50 ms |', '|---|---|---|---|---|')
     pixels = tf.constant(np.round(references['columns'].T * 255).astype(np.uint8))
     columns, norms = loaded.references['columns'], loaded.references['squared_norms']
 
@@ -152,7 +157,8 @@ def main() -> int:
       from_float(queries), from_uint8(queries)  # trace
       stored, _ = milliseconds(lambda: from_float(queries)[0].numpy(), 50)
       cast, _ = milliseconds(lambda: from_uint8(queries)[0].numpy(), 50)
-      print(f'| {n} | {p50:.1f} | {p99:.1f} | {stored:.1f} | {cast:.1f} |', flush=True)
+      out.print(f'| {n} | {p50:.1f} | {p99:.1f} | {stored:.1f} | {cast:.1f} |')
+    out.close()
   finally:
     server.stop()
   return 0

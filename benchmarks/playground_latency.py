@@ -11,7 +11,7 @@ per update (its user + system time over the updates, from /proc) is printed besi
 the round trip, it hardly depends on what else the machine is running.
 
     scripts/env.sh run python benchmarks/playground_latency.py [--model-base-path outputs/serving]
-        [--updates 200] [--screenshots docs/figures]
+        [--updates 200] [--screenshots docs/figures] [--fragment playground_latency]
 
 --screenshots also writes a full-page screenshot of each view (playground_<view>.png, the
 states of SCREENSHOTS), as README and docs/playground.md show them; with --updates 0 that is
@@ -23,6 +23,8 @@ import sys
 import time
 
 import numpy as np
+
+import fragments  # pylint: disable=g-import-not-at-top  (benchmarks/ is on sys.path)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests'))
 # pylint: disable=wrong-import-position  (the browser helpers live with the tests)
@@ -87,6 +89,7 @@ def main() -> int:
   parser.add_argument('--warm-up', type=int, default=10, help='uncounted updates first')
   parser.add_argument('--only', default='', help='run the interactions whose name starts so')
   parser.add_argument('--screenshots', help='folder for playground_<view>.png (e.g. docs/figures)')
+  parser.add_argument('--fragment', help='also write the table to docs/generated/<FRAGMENT>.md')
   args = parser.parse_args()
   model_dir = os.path.join(args.model_base_path, hostile_requests.MODEL_NAME)
   if not os.path.isdir(model_dir):
@@ -103,15 +106,15 @@ def main() -> int:
           print(page.screenshot(os.path.join(args.screenshots, f'playground_{view}.png')))
       if not args.updates:
         return 0
+      out = fragments.Fragment(args.fragment)
       page.open()
       characters = page.page.evaluate('fetch("/playground/api/info").then(r => r.json())')[
           'characters']
       status = page.page.inner_text('#model-status')
-      print(f'{status}; server pid {server.process.pid}; {os.cpu_count()} cores, load average '
-            f'{os.getloadavg()[0]:.1f}; {args.updates} updates each after {args.warm_up} of warm-up')
-      print('| interaction | drawn p50 ms | drawn p99 ms | with nearest p50 ms | with nearest p99 ms '
-            '| server CPU ms an update |')
-      print('|---|---|---|---|---|---|')
+      out.print(f'{status}; load average {os.getloadavg()[0]:.1f} (1 min); {args.updates} updates '
+                f'each after {args.warm_up} of warm-up.', '',
+                '| interaction | drawn p50 ms | drawn p99 ms | with nearest p50 ms | with nearest p99 '
+                'ms | server CPU ms an update |', '|---|---|---|---|---|---|')
       rng = np.random.default_rng(0)
       for name, (query, update) in interactions(page, rng, characters).items():
         if args.only and not name.startswith(args.only):
@@ -127,14 +130,15 @@ def main() -> int:
         timings = page.timings()[before:]
         errors = page.error(query.split('=')[1].split('&')[0])
         if errors or len(timings) != args.updates:
-          print(f'| {name} | failed: {errors or f"{len(timings)} updates recorded"} | | | | |')
+          out.print(f'| {name} | failed: {errors or f"{len(timings)} updates recorded"} | | | | |')
           continue
         drawn = percentiles([t['drawn_ms'] for t in timings])
         listed = percentiles([t['nearest_ms'] for t in timings])
-        print(f'| {name} | {drawn[0]:.1f} | {drawn[1]:.1f} | {listed[0]:.1f} | {listed[1]:.1f} '
-              f'| {cpu:.1f} |', flush=True)
+        out.print(f'| {name} | {drawn[0]:.1f} | {drawn[1]:.1f} | {listed[0]:.1f} | {listed[1]:.1f} '
+                  f'| {cpu:.1f} |')
         print(f'  ({name}: {time.monotonic() - started:.0f} s)', file=sys.stderr)
-      print(f'load average at the end: {os.getloadavg()[0]:.1f} (1 min)')
+      out.print('', f'Load average at the end: {os.getloadavg()[0]:.1f} (1 min).')
+      out.close()
       page.close()
   finally:
     server.stop()

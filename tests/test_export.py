@@ -158,8 +158,8 @@ def test_nearest_ranks_every_reference_glyph_by_pixel_l2_as_the_evaluators_ident
   # A real glyph is its own nearest; the reconstructions' top-1 is the Evaluator's identity.
   assert [c.decode() for c in out['characters'][:4, 0].numpy()] == list(CHARS)
   own = np.array([references.characters.index(c) for c in CHARS])
-  identity = quality_metrics.identity(np.stack([png_pixels(p) for p in queries[4:]]) / 255.0, own,
-                                      references.pixels[..., 0] / 255.0)
+  identity = quality_metrics.identity(quality_metrics.identity_ranks(
+      np.stack([png_pixels(p) for p in queries[4:]]) / 255.0, own, references.pixels[..., 0] / 255.0))
   served = np.mean([c.decode() == own_c for c, own_c in zip(out['characters'][4:, 0].numpy(), CHARS)])
   assert served == identity['top1']
 

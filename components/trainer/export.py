@@ -359,7 +359,7 @@ class GlyphModel(tf.Module):
   def nearest(self, images, k):
     """The k real glyphs nearest to each of N PNGs, by pixel L2 over the reference glyphs.
 
-    The Evaluator's identity measure (quality_metrics.identity), served: characters [N, k]
+    The Evaluator's identity measure (quality_metrics.identity_ranks), served: characters [N, k]
     (string), distances [N, k] (L2 of [0, 1] pixels, nearest first; equal distances in
     reference order), png_bytes [N, k] (the real glyphs).
     """

@@ -1,7 +1,7 @@
 """The real glyphs a generated one is compared with: what the exported `nearest` signature searches.
 
 Every ingested glyph, train and eval, as the Evaluator's identity measure takes them
-(quality_metrics.identity: pixel L2 over every ingested glyph), so the served answer to
+(quality_metrics.identity_ranks: pixel L2 over every ingested glyph), so the served answer to
 "which real character is this closest to?" is the one the Evaluator measured. They ship
 inside the SavedModel (export.py keeps them as value / 255 floats, exact, since the examples
 hold value / 127.5 - 1), so TF Serving answers it too; docs/playground.md weighs this against
