@@ -36,7 +36,7 @@ import numpy as np
 from cns_vaegan.components.evaluator import (baselines, blessing_rules, executor,
                                              paired_comparison, quality_metrics)
 from cns_vaegan.components.evaluator import retrain_noise as retrain_noise_file
-from cns_vaegan.components.trainer import export, sampling, training
+from cns_vaegan.components.trainer import export, training
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
 from cns_vaegan.pipeline import configs
@@ -64,8 +64,7 @@ def train_model(folder: str, examples: str, settings: dict, steps: int) -> str:
   start = time.perf_counter()
   model = training.train(pattern('train'), pattern('eval'), arch, config, steps,
                          os.path.join(folder, 'logs'), os.path.join(folder, 'checkpoints'))
-  export.export_saved_model(model, os.path.join(model_dir, 'Format-Serving'),
-                            sampling=sampling.distribution_for(model, pattern('train')))
+  export.export_trained(model, os.path.join(model_dir, 'Format-Serving'), pattern('train'), pattern('eval'))
   with open(os.path.join(folder, 'training.json'), 'w', encoding='utf-8') as f:
     json.dump({'settings': config.to_dict(), 'steps': steps,
                'seconds': time.perf_counter() - start}, f, indent=1)

@@ -30,7 +30,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from cns_vaegan.components.evaluator import blessing_rules
 from cns_vaegan.components.evaluator import executor as evaluator_executor
-from cns_vaegan.components.trainer import export, sampling, training
+from cns_vaegan.components.trainer import export, training
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
 from cns_vaegan.components.trainer.vaegan import VAEGAN
@@ -140,8 +140,7 @@ def run_cell(name: str, examples_uri: str, minutes: float, rates: dict, out: str
                          os.path.join(folder, 'logs'), os.path.join(folder, 'checkpoints'))
   train_seconds = time.perf_counter() - start
   model_dir = os.path.join(folder, 'model')
-  export.export_saved_model(model, os.path.join(model_dir, 'Format-Serving'),
-                            sampling=sampling.distribution_for(model, pattern('train')))
+  export.export_trained(model, os.path.join(model_dir, 'Format-Serving'), pattern('train'), pattern('eval'))
   report = evaluate(model_dir, examples_uri, folder)
   row = {'cell': name, 'settings': CELLS[name], 'steps': steps, 'minutes_at_rate': minutes,
          'images_per_second_quiet': rate, 'train_seconds_here': train_seconds, 'report': report}

@@ -22,7 +22,7 @@ import time
 import tensorflow as tf
 
 from cns_vaegan.components.evaluator import blessing_rules
-from cns_vaegan.components.trainer import export, sampling, training
+from cns_vaegan.components.trainer import export, training
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
 from cns_vaegan.components.trainer.vaegan import VAEGAN
@@ -90,8 +90,7 @@ def run_variant(name: str, arch: Architecture, examples: str, out: str) -> list:
     model = training.train(pattern('train'), pattern('eval'), arch, config, steps,
                            os.path.join(folder, 'logs'), os.path.join(folder, 'checkpoints'))
     model_dir = os.path.join(folder, f'model_{steps}')
-    export.export_saved_model(model, os.path.join(model_dir, 'Format-Serving'),
-                              sampling=sampling.distribution_for(model, pattern('train')))
+    export.export_trained(model, os.path.join(model_dir, 'Format-Serving'), pattern('train'), pattern('eval'))
     report = recipe_ablation.evaluate(model_dir, examples, os.path.join(folder, f'evaluation_{steps}'))
     row = {'variant': name, 'steps': steps, 'images': steps * config.batch_size,
            'policy': training.compute_policy(config), 'seconds_here': time.perf_counter() - start,

@@ -15,7 +15,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from cns_vaegan.components.evaluator import blessing_rules, executor
 from cns_vaegan.components.pusher import executor as pusher_executor
-from cns_vaegan.components.trainer import export, sampling, training
+from cns_vaegan.components.trainer import export, training
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
 from cns_vaegan.pipeline import configs
@@ -36,8 +36,8 @@ def _export(model, glyph_tfrecords, folder, artifact_id) -> standard_artifacts.M
   """The model exported as run_fn exports it, as a Model artifact."""
   artifact = standard_artifacts.Model()
   artifact.uri, artifact.id = str(folder), artifact_id
-  export.export_saved_model(model, os.path.join(artifact.uri, 'Format-Serving'),
-                            sampling=sampling.distribution_for(model, [glyph_tfrecords['train']]))
+  export.export_trained(model, os.path.join(artifact.uri, 'Format-Serving'), [glyph_tfrecords['train']],
+                        [glyph_tfrecords['eval']])
   return artifact
 
 

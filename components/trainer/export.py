@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from cns_vaegan.components import glyph_examples
+from cns_vaegan.components.trainer import sampling as sampling_distributions
 from cns_vaegan.components.trainer.reference_glyphs import ReferenceGlyphs
 from cns_vaegan.components.trainer.sampling import SamplingDistribution
 from cns_vaegan.components.trainer.vaegan import VAEGAN
@@ -461,3 +462,15 @@ def export_saved_model(model: VAEGAN, export_dir: str, limits: ServingLimits = S
   principal directions of `train_codes` (default: those of `sampling`)."""
   module = GlyphModel(model, limits, sampling, references, train_codes)
   tf.saved_model.save(module, export_dir, signatures=module.signatures())
+
+
+def export_trained(model: VAEGAN, export_dir: str, train_patterns, eval_patterns) -> None:
+  """A trained model exported as the Trainer exports it: `sample` draws where its recipe says
+  (the prior, or the Gaussian of the train codes), `explore` moves along the train codes'
+  principal directions, `nearest` searches every glyph of both splits."""
+  train_codes = sampling_distributions.fit_train_codes(model, train_patterns)
+  references = ReferenceGlyphs.from_examples(list(train_patterns) + list(eval_patterns),
+                                             model.arch.img_h, model.arch.img_c)
+  export_saved_model(model, export_dir,
+                     sampling=sampling_distributions.distribution_for(model, train_patterns, train_codes),
+                     references=references, train_codes=train_codes)

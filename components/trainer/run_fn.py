@@ -14,9 +14,8 @@ import os
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from cns_vaegan.components.trainer import export, sampling, training
+from cns_vaegan.components.trainer import export, training
 from cns_vaegan.components.trainer.architecture import Architecture
-from cns_vaegan.components.trainer.reference_glyphs import ReferenceGlyphs
 from cns_vaegan.components.trainer.training_config import TrainingConfig
 
 
@@ -43,13 +42,5 @@ def run_fn(fn_args: FnArgs) -> None:
   logging.info('Checkpoints in %s; TensorBoard logs in %s', checkpoint_dir, fn_args.model_run_dir)
   model = training.train(fn_args.train_files, fn_args.eval_files, arch, config,
                          fn_args.train_steps, fn_args.model_run_dir, checkpoint_dir)
-  # The train codes' Gaussian: where `sample` draws from (if the recipe says so) and the
-  # directions `explore` moves along; every ingested glyph: what `nearest` searches.
-  train_codes = sampling.fit_train_codes(model, fn_args.train_files)
-  references = ReferenceGlyphs.from_examples(fn_args.train_files + fn_args.eval_files,
-                                             arch.img_h, arch.img_c)
-  export.export_saved_model(
-      model, fn_args.serving_model_dir,
-      sampling=sampling.distribution_for(model, fn_args.train_files, train_codes),
-      references=references, train_codes=train_codes)
+  export.export_trained(model, fn_args.serving_model_dir, fn_args.train_files, fn_args.eval_files)
   logging.info('Exported the SavedModel to %s', fn_args.serving_model_dir)
