@@ -1,6 +1,6 @@
 """The glyph playground: a web page on the model server's REST port, and the endpoints it needs.
 
-    GET /                              the page (serving/playground/index.html)
+    GET /                              the page (serving/playground_static/index.html)
     GET /playground/<file>             its script and style sheet (the files of that folder only)
     GET /playground/api/info           the served model's name and version, its glyph size, the
                                        font and the characters it covers in the dataset's range
@@ -28,7 +28,7 @@ from aiohttp import web
 from cns_vaegan.data import render_glyphs
 from cns_vaegan.serving.servables import ServableManager
 
-STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'playground')
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'playground_static')
 MAX_TEXT = 64  # characters of the text view: a request renders at most this many glyphs
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; "
                            "img-src 'self' data:; connect-src 'self'; base-uri 'none'; "

@@ -111,7 +111,8 @@ def test_local_pipeline_runs_end_to_end_caches_and_reingests_on_change(glyph_dir
   lines, log_file = _terminal(capfd)
   terminal = '\n'.join(lines)
   root = configs.pipeline_root(output)
-  [version] = os.listdir(os.path.join(serving, configs.MODEL_NAME))
+  # The versions (the Pusher's .push.lock sits beside them; TF Serving reads numeric names only).
+  [version] = [str(v) for v in servables.available_versions(os.path.join(serving, configs.MODEL_NAME))]
   summary = terminal[terminal.index('cns-vaegan: model BLESSED'):]
   assert f'pushed to {serving}/{configs.MODEL_NAME}/{version}' in summary
   assert 'data validation: no anomalies against the inferred schema' in summary

@@ -48,7 +48,8 @@ def test_docker_run_names_only_paths_the_container_sees(tmp_path):
   base = tmp_path / 'serving'
   (base / 'cns_vaegan' / '1700000000').mkdir(parents=True)
   (base / 'cns_vaegan' / '1700000000' / 'saved_model.pb').write_bytes(b'')
-  argv = tf_serving.docker_run(str(base), str(tmp_path / 'config'), 'cns_vaegan', port=9000, rest_port=9001)
+  argv = tf_serving.docker_run(str(base), str(tmp_path / 'config'), 'cns_vaegan', port=9000, rest_port=9001,
+                               enable_batching=True)
   image_at = argv.index(tf_serving.TF_SERVING_IMAGE)
   assert argv[:3] == ['docker', 'run', '--rm'] and '9000:8500' in argv and '9001:8501' in argv
   assert argv[image_at - 2:image_at] == ['--entrypoint', 'tensorflow_model_server']
@@ -56,6 +57,10 @@ def test_docker_run_names_only_paths_the_container_sees(tmp_path):
   flags = dict(arg[2:].split('=', 1) for arg in in_container if '=' in arg)
   for name in ('model_config_file', 'batching_parameters_file', 'monitoring_config_file'):
     assert flags[name].startswith('/config/') and os.path.isfile(_host_path(flags[name], argv)), name
+  assert '--enable_batching' in in_container
+  # Without the opt-in, no batching: its BatchingSession would refuse sample and interpolate.
+  default = tf_serving.docker_run(str(base), str(tmp_path / 'config'), 'cns_vaegan')
+  assert not any('batching' in arg for arg in default)
   models_config = open(_host_path(flags['model_config_file'], argv)).read()
   assert str(tmp_path) not in ' '.join(in_container) + models_config  # no host path inside
   [model] = text_format.Parse(models_config, model_server_config_pb2.ModelServerConfig()).model_config_list.config

@@ -15,7 +15,7 @@ every signature's image count (N, N·K, N·(steps + 2), n, N·k, M + N) is check
 network runs, against ServingLimits recorded in the model (`loaded.limits`). A refusal is an
 InvalidArgument "assertion failed: [<message naming the input>]".
 
-Two signatures serve the playground (serving/playground/): `nearest` names the real
+Two signatures serve the playground (serving/playground_static/): `nearest` names the real
 characters closest to a glyph, searching the ingested glyphs the model ships with
 (reference_glyphs.py), and `explore` decodes any point of the code space given as a
 weighted sum of characters' codes plus a move along the principal directions of the train
