@@ -12,6 +12,7 @@ SSIM >= 0.72, samples SWD <= --swd-bar (the worst of the default recipe's retrai
 
     python benchmarks/time_to_quality.py --out /tmp/ttq                 # every variant
     python benchmarks/time_to_quality.py --out /tmp/ttq --table          # the table again
+    python benchmarks/time_to_quality.py --out /tmp/ttq --variants       # the rates alone
 """
 import argparse
 import glob
@@ -108,12 +109,23 @@ def meets_bar(report: dict, swd_bar: float) -> bool:
           and value('samples.swd.mean') <= swd_bar)
 
 
+def profile_line(rates: dict, budget_minutes: float) -> str:
+  """The cpu profile's own budget at its variant's rate, beside the recipe before."""
+  images = CPU['train_steps'] * CPU['training']['batch_size']
+  variant = 'mixed, batch 64' if CPU['training'].get('mixed_precision') else next(iter(VARIANTS))
+  minutes = images / rates[variant] / 60
+  return (f"The cpu profile ({CPU['train_steps']:,} steps of {CPU['training']['batch_size']}, "
+          f"{variant.split(',')[0]}): {images:,} images, {minutes:.1f} min at that rate, "
+          f"{minutes / budget_minutes:.0%} of the recipe before.")
+
+
 def table(rows: list, rates: dict, swd_bar: float) -> str:
   reference = rates[next(iter(VARIANTS))]
   budget_minutes = BUDGET_IMAGES / reference / 60
   lines = [f'Rates measured side by side here: ' + ', '.join(f'{n}: {r:.0f} images/s' for n, r in rates.items()),
            f'Minutes are images / that rate; the recipe before takes {budget_minutes:.1f} min for its '
-           f'{BUDGET_IMAGES:,} images. Bar: identity >= 99 %, SSIM >= 0.72, SWD <= {swd_bar:g}.', '',
+           f'{BUDGET_IMAGES:,} images. Bar: identity >= 99 %, SSIM >= 0.72, SWD <= {swd_bar:g}.',
+           profile_line(rates, budget_minutes), '',
            '| variant | precision | steps | images | minutes | share of before | identity | SSIM | PSNR dB '
            '| SWD ×1e3 | FD | bar |', '|---|---|---|---|---|---|---|---|---|---|---|---|']
   for row in rows:

@@ -146,6 +146,8 @@ def summary(record: RunRecord, pipeline_root: str, serving_base: str, model_name
   else:
     lines.append(f'{record.pipeline_name}: model NOT blessed, nothing pushed')
     lines += [f'  why: {reason}' for reason in report['blessing']['reasons']]
+  if report is not None:
+    lines += [f'  warning: {warning}' for warning in report['blessing'].get('warnings', [])]
 
   examples = record.outputs('PngExampleGen').get('Examples')
   ingestion = _read_json(os.path.join(examples.uri, 'ingestion_report.json')) if examples else None

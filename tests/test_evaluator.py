@@ -197,6 +197,17 @@ def test_a_regression_counts_only_beyond_the_retrain_and_measurement_noise():
                               false_refusal_rate=0.0001)['blessed']
 
 
+def test_without_a_measured_retrain_spread_a_regression_warns_and_does_not_refuse():
+  worse = _report(0.60, 50, baseline=(0.70, 50))
+  for unmeasured in ({'retrains': 0, 'metrics': {}}, {'retrains': 1, 'metrics': NOISE['metrics']}):
+    verdict = blessing_rules.judge(worse, RULES, unmeasured)
+    assert verdict['blessed'] and not verdict['regression_vetoes']
+    assert verdict['warnings'][0].startswith('reconstruction.ssim.mean regressed')
+    assert 'not a refusal' in verdict['warnings'][0]
+  measured = blessing_rules.judge(worse, RULES, NOISE)
+  assert not measured['blessed'] and measured['regression_vetoes'] and not measured['warnings']
+
+
 def test_a_guard_counts_only_beyond_a_tenth_of_the_way_to_a_broken_model():
   rules = {'samples.ink_w1': {'max': 1.0}}
   report = {'serving': {'all_ok': 1.0}, 'candidate': {'samples': {'ink_w1': 0.0085}},
@@ -310,7 +321,8 @@ def _evaluate(tmp_path, glyph_tfrecords, model, baseline=None, thresholds=None):
        'baseline_model': [baseline] if baseline else []},
       {'evaluation': [evaluation], 'blessing': [blessing]},
       {'thresholds': json.dumps(thresholds or blessing_rules.DEFAULT_THRESHOLDS),
-       'regression': json.dumps({'bootstrap_replicates': 8}), 'max_examples': 64, 'num_samples': 16,
+       'regression': json.dumps({'bootstrap_replicates': 8, 'retrain_noise': NOISE}),
+       'max_examples': 64, 'num_samples': 16,
        'seed': 0,
        'arithmetic_tuples': json.dumps([['酪', '鉻', '鉸'], ['你', '妳', '如']], ensure_ascii=False)})
   report = json.load(open(os.path.join(evaluation.uri, 'metrics.json'), encoding='utf-8'))

@@ -250,3 +250,5 @@ class Executor(base_executor.BaseExecutor):
         blessing.uri, constants.BLESSED_FILE_NAME if blessed else constants.NOT_BLESSED_FILE_NAME), '')
     logging.info('GlyphEvaluator: %s (%s)', 'BLESSED' if blessed else 'NOT BLESSED',
                  '; '.join(decision['reasons']) or 'all checks passed')
+    for warning in decision.get('warnings', []):
+      logging.warning('GlyphEvaluator: %s', warning)
