@@ -177,7 +177,7 @@ def submit(args: argparse.Namespace, spec: Dict) -> str:
   import kfp  # pylint: disable=g-import-not-at-top
   for task in open_source_kfp_problems(spec):
     logging.warning('Task %s is a TFX Resolver: open-source Kubeflow Pipelines cannot run it '
-                    '(see kubeflow/README.md); Vertex AI Pipelines can.', task)
+                    '(see docs/kubeflow.md); Vertex AI Pipelines can.', task)
   now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')
   client = kfp.Client(host=args.endpoint)
   pipeline_id = client.get_pipeline_id(args.pipeline_name)

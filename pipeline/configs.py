@@ -18,7 +18,7 @@ EVAL_PERCENT = 10
 # Profiles: a network, a number of steps and a training recipe (TrainingConfig settings).
 # `seed` is the seed's exact recipe: ch 64, 100 epochs of the ~18,950-glyph train split at
 # batch 64 (29,600 steps), sequential D/G/G/E updates, Dis_l on the discriminator's 4th
-# layer, samples from the prior N(0, I). RECIPE is what the ablation in README ("Choosing
+# layer, samples from the prior N(0, I). RECIPE is what the ablation in docs/results.md ("Choosing
 # the recipe") chose instead: one forward pass per step, Dis_l on the 2nd layer, and
 # samples from a Gaussian fitted to the train codes, in mixed precision where the device
 # computes it fast (float16 on GPUs, bfloat16 on CPUs with BF16 instructions, float32

@@ -3,7 +3,7 @@
 Self-contained: PNG decoding, grayscale/RGB conversion, padding to a square, resizing
 to the model size and scaling to [-1, 1] happen inside the graph, and so do the way
 back to [0, 1] floats and PNG strings, so a client needs only the TF Serving protos.
-Every signature has a batch dimension (see README, "Serving signatures").
+Every signature has a batch dimension (see docs/design.md, "Export signatures").
 
 The latent arithmetic and interpolation are computed on the encoder means (pre-tanh,
 the space whose prior is N(0, I)); the result passes through the same map the decoder

@@ -10,7 +10,7 @@ interpolation and arithmetic are untouched, only where `sample` draws from.
 
 Both distributions have the same form, mean + scale·eps in the encoder's (pre-tanh)
 space, so the exported graph has one code path: the prior is mean 0, scale I.
-README, "Choosing the recipe", has the measured effect (TrainingConfig.sampling).
+docs/results.md, "Choosing the recipe", has the measured effect (TrainingConfig.sampling).
 """
 import dataclasses
 from typing import List, Optional
