@@ -3,6 +3,12 @@
 Each batch carries the Gaussian noise its step uses (eps for the reparameterisation,
 z_prior_eps for prior samples), drawn with a stateless RNG keyed by the batch number,
 so a step is reproducible and a resumed run continues the sequence.
+
+Under MultiWorkerMirroredStrategy every worker reads every file and keeps its own slice of
+each global batch (tf.data's DATA auto-shard policy), so N workers take exactly the steps
+one process would take on the same global batch. Sharding by file instead would give each
+worker other files and its own shuffle: other batches, and no sharding at all with fewer
+files than workers. Glyphs are small and cached, so reading them all costs little.
 """
 from typing import List
 
@@ -31,4 +37,7 @@ def training_batches(patterns: List[str], arch: Architecture, batch_size: int, s
             shape, seed=tf.stack([tf.cast(seed + 1, tf.int64), index])),
     }
 
-  return images.enumerate(start=first_batch).map(with_noise).prefetch(tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return (images.enumerate(start=first_batch).map(with_noise).prefetch(tf.data.AUTOTUNE)
+          .with_options(options))

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from cns_vaegan.components import glyph_examples, glyph_figures
 from cns_vaegan.components.evaluator import quality_metrics
-from cns_vaegan.components.trainer import input_data
+from cns_vaegan.components.trainer import cluster, input_data
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
 from cns_vaegan.components.trainer.vaegan import VAEGAN
@@ -44,8 +44,18 @@ def configure_devices(cpu_replicas: int) -> None:
                       'device(s) in this process; training on those', cpu_replicas, have)
 
 
-def make_strategy(cpu_replicas: int = 0) -> tf.distribute.MirroredStrategy:
-  """MirroredStrategy over every GPU; with none, over `cpu_replicas` logical CPUs (or the one CPU)."""
+def make_strategy(cpu_replicas: int = 0, role: Optional[cluster.Role] = None) -> tf.distribute.Strategy:
+  """MirroredStrategy over every GPU; with none, over `cpu_replicas` logical CPUs (or the one CPU).
+
+  In a cluster of several workers (TF_CONFIG, cluster.py), MultiWorkerMirroredStrategy over
+  each worker's GPUs (or its one CPU): it must be made before this process runs any
+  TensorFlow op, as a Trainer's own process does."""
+  role = role or cluster.role()
+  if role.num_workers > 1:
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(role.cluster), task_type=role.task_type, task_id=role.task_index,
+        num_accelerators={'GPU': len(tf.config.list_physical_devices('GPU'))}, rpc_layer='grpc')
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
   configure_devices(cpu_replicas)
   gpus = tf.config.list_logical_devices('GPU')
   if gpus:
@@ -186,22 +196,28 @@ def write_projector(model: VAEGAN, eval_patterns: List[str], arch: Architecture,
 
 def train(train_patterns: List[str], eval_patterns: List[str], arch: Architecture,
           config: TrainingConfig, num_steps: int, log_dir: str, checkpoint_dir: str,
-          strategy: Optional[tf.distribute.Strategy] = None) -> VAEGAN:
+          strategy: Optional[tf.distribute.Strategy] = None,
+          role: Optional[cluster.Role] = None) -> VAEGAN:
   """Trains to `num_steps` global steps, resuming from checkpoint_dir if it has a checkpoint.
 
+  In a cluster (`role`, default: TF_CONFIG's), every worker resumes from the chief's
+  checkpoint_dir, and only the chief writes there and to log_dir (cluster.writable).
   Returns the model with float32 networks, whatever precision it trained in."""
+  role = role or cluster.role()
   previous_policy = tf.keras.mixed_precision.global_policy()
   tf.keras.mixed_precision.set_global_policy(compute_policy(config))
   try:
-    return _train(train_patterns, eval_patterns, arch, config, num_steps, log_dir, checkpoint_dir,
-                  strategy)
+    with cluster.writable(log_dir, role) as own_log_dir, \
+        cluster.writable(checkpoint_dir, role) as own_checkpoint_dir:
+      return _train(train_patterns, eval_patterns, arch, config, num_steps, own_log_dir,
+                    checkpoint_dir, own_checkpoint_dir, role,
+                    strategy or make_strategy(config.cpu_replicas, role))
   finally:
     tf.keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def _train(train_patterns, eval_patterns, arch, config, num_steps, log_dir, checkpoint_dir,
-           strategy) -> VAEGAN:
-  strategy = strategy or make_strategy(config.cpu_replicas)
+           own_checkpoint_dir, role, strategy) -> VAEGAN:
   if config.batch_size % strategy.num_replicas_in_sync:
     raise ValueError(f'batch_size {config.batch_size} does not split evenly over '
                      f'{strategy.num_replicas_in_sync} replicas')
@@ -210,15 +226,19 @@ def _train(train_patterns, eval_patterns, arch, config, num_steps, log_dir, chec
     model = VAEGAN(arch, config, strategy, total_steps=num_steps)
     checkpoint = tf.train.Checkpoint(step=model.step, **model.networks,
                                      **{f'{k}_optimizer': v for k, v in model.optimizers.items()})
-  manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=3)
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    logging.info('Resumed from %s at step %d', manager.latest_checkpoint, int(model.step.numpy()))
+  manager = tf.train.CheckpointManager(checkpoint, own_checkpoint_dir, max_to_keep=3)
+  latest = tf.train.latest_checkpoint(checkpoint_dir)  # the chief's, for every worker
+  if latest:
+    checkpoint.restore(latest).assert_existing_objects_matched()
+    logging.info('Resumed from %s at step %d', latest, int(model.step.numpy()))
   step = int(model.step.numpy())
   logging.info('Training %d -> %d steps on %d replica(s) (%s), global batch %d, %s',
                step, num_steps, strategy.num_replicas_in_sync,
                ', '.join(strategy.extended.worker_devices), config.batch_size,
                tf.keras.mixed_precision.global_policy().name)
+  if role.num_workers > 1:
+    logging.info('%s of %d workers (chief: %s); it writes checkpoints to %s and logs to %s',
+                 role.name, role.num_workers, role.is_chief, own_checkpoint_dir, log_dir)
 
   batches = strategy.experimental_distribute_dataset(input_data.training_batches(
       train_patterns, arch, config.batch_size, config.seed, config.shuffle_buffer, first_batch=step))

@@ -1,0 +1,204 @@
+"""Training on several workers (MultiWorkerMirroredStrategy): two worker processes on loopback
+take exactly the steps one process takes on the same global batch, the chief alone exports
+and checkpoints, and a restarted cluster resumes from the chief's checkpoint.
+
+The workers are real processes with their TF_CONFIG (local_cluster.start), each on one CPU.
+"""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from cns_vaegan.components.trainer import cluster, local_cluster
+from conftest import TINY_ARCHITECTURE
+
+# One worker's run: run_fn's training (and export, unless 'export' is false), then its
+# weights into <weights>/<task>.npz.
+WORKER_SCRIPT = '''
+import json, sys
+import numpy as np
+from absl import logging
+logging.set_verbosity(logging.INFO)
+from tfx.components.trainer.fn_args_utils import FnArgs
+from cns_vaegan.components.trainer import cluster, run_fn, training
+from cns_vaegan.components.trainer.architecture import Architecture
+from cns_vaegan.components.trainer.training_config import TrainingConfig
+args = json.loads(sys.argv[1])
+fn_args = FnArgs(train_files=[args['train']], eval_files=[args['eval']], train_steps=args['steps'],
+                 model_run_dir=args['logs'], serving_model_dir=args['serving'],
+                 custom_config={'architecture': args['arch'], 'training': args['config'],
+                                'checkpoint_dir': args['checkpoints']})
+if args['export']:
+  model = run_fn.train_and_export(fn_args)
+else:
+  model = training.train(fn_args.train_files, fn_args.eval_files, Architecture(**args['arch']),
+                         TrainingConfig(**args['config']), args['steps'], args['logs'], args['checkpoints'])
+np.savez(f"{args['weights']}/{cluster.role().name}.npz",
+         *[w for net in model.networks.values() for w in net.get_weights()])
+'''
+
+CONFIG = dict(batch_size=8, seed=3, checkpoint_every_steps=2, log_every_steps=1, summary_every_steps=1,
+              image_summary_every_steps=1000, projector_samples=0)
+# Two workers sum their gradients in another order than one process does: float32 rounding.
+RTOL, ATOL = 1e-4, 1e-6
+
+
+def start_workers(glyph_tfrecords, tmp_path, steps, export=False, workers=2):
+  """The workers' processes and their log files; their temporary folders go under tmp_path/tmp."""
+  for folder in ('weights', 'tmp', 'logs'):
+    (tmp_path / folder).mkdir(exist_ok=True)
+  args = json.dumps({'train': glyph_tfrecords['train'], 'eval': glyph_tfrecords['eval'],
+                     'arch': TINY_ARCHITECTURE, 'config': CONFIG, 'steps': steps, 'export': export,
+                     'logs': str(tmp_path / 'model_run'), 'serving': str(tmp_path / 'serving'),
+                     'checkpoints': str(tmp_path / 'checkpoints'), 'weights': str(tmp_path / 'weights')})
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', TMPDIR=str(tmp_path / 'tmp'))
+  logs = [open(tmp_path / 'logs' / f'worker-{i}.log', 'a', encoding='utf-8') for i in range(workers)]
+  command = ['nice', '-n', '19', sys.executable, '-c', WORKER_SCRIPT, args]
+  return local_cluster.start(command, workers, logs, env), logs
+
+
+def finish(processes, logs, timeout=300):
+  try:
+    local_cluster.wait(processes, timeout)
+  finally:
+    for log in logs:
+      log.close()
+
+
+def read_log(tmp_path, index):
+  return (tmp_path / 'logs' / f'worker-{index}.log').read_text(encoding='utf-8')
+
+
+def weights(tmp_path, task):
+  with np.load(tmp_path / 'weights' / f'{task}.npz') as saved:
+    return [saved[name] for name in saved.files]
+
+
+def latest_step(checkpoint_dir):
+  states = glob.glob(os.path.join(checkpoint_dir, 'ckpt-*.index'))
+  return max((int(path.rsplit('-', 1)[1].split('.')[0]) for path in states), default=0)
+
+
+# ------------------------------------------------------------------- which task leads
+@pytest.mark.parametrize('tf_config, chief, workers', [
+    ('', True, 1),
+    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}', True, 2),
+    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}', False, 2),
+    ('{"cluster": {"chief": ["c:1"], "worker": ["a:1", "b:1"]}, "task": {"type": "chief", "index": 0}}',
+     True, 3),
+    ('{"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}',
+     False, 2),
+    ('{"cluster": {"master": ["m:1"], "worker": ["a:1"]}, "task": {"type": "master", "index": 0}}',
+     True, 2),
+    ('{"cluster": {"master": ["m:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}',
+     False, 2),
+    # Vertex AI adds job and environment; a one-machine job may name only its chief.
+    ('{"cluster": {"chief": ["c:1"]}, "task": {"type": "chief", "index": 0}, "environment": "cloud",'
+     ' "job": {"worker_pool_specs": []}}', True, 1),
+])
+def test_the_chief_is_found_in_every_tf_config_shape(tf_config, chief, workers):
+  role = cluster.role(tf_config)
+  assert (role.is_chief, role.num_workers) == (chief, workers)
+  assert 'master' not in role.cluster  # MultiWorkerMirroredStrategy knows chief and worker only
+
+
+@pytest.mark.parametrize('tf_config, message', [
+    ('{"cluster": {"worker": ["a:1"], "ps": ["p:1"]}, "task": {"type": "worker", "index": 0}}', 'parameter servers'),
+    ('{"cluster": {"chief": ["c:1"], "evaluator": ["e:1"]}, "task": {"type": "evaluator", "index": 0}}',
+     'evaluator'),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}', 'not in its cluster'),
+])
+def test_tasks_that_do_not_train_are_refused_saying_why(tf_config, message):
+  with pytest.raises(ValueError, match=message):
+    cluster.role(tf_config)
+
+
+def test_only_the_chief_writes_where_it_is_told(tmp_path):
+  chief, other = cluster.role(cluster.tf_config(['a:1', 'b:1'], 0)), cluster.role(cluster.tf_config(['a:1', 'b:1'], 1))
+  with cluster.writable(str(tmp_path / 'out'), chief) as path:
+    assert path == str(tmp_path / 'out')
+  with cluster.writable(str(tmp_path / 'out'), other) as path:
+    assert path != str(tmp_path / 'out') and os.path.isdir(path)
+  assert not os.path.exists(path)  # removed after
+
+
+# --------------------------------------------------------------------- two processes
+def test_two_workers_step_as_one_process_and_export_once(glyph_tfrecords, tmp_path):
+  steps = 3
+  processes, logs = start_workers(glyph_tfrecords, tmp_path, steps, export=True)
+  # Meanwhile, one process on the same global batch and seed (this one, one replica).
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from cns_vaegan.components.trainer import training  # pylint: disable=import-outside-toplevel
+  from cns_vaegan.components.trainer.architecture import Architecture  # pylint: disable=import-outside-toplevel
+  from cns_vaegan.components.trainer.training_config import TrainingConfig  # pylint: disable=import-outside-toplevel
+  single = training.train([glyph_tfrecords['train']], [glyph_tfrecords['eval']],
+                          Architecture(**TINY_ARCHITECTURE), TrainingConfig(**CONFIG), steps,
+                          str(tmp_path / 'single_logs'), str(tmp_path / 'single_checkpoints'),
+                          strategy=tf.distribute.MirroredStrategy(['/cpu:0']), role=cluster.Role())
+  finish(processes, logs)
+  chief_log = read_log(tmp_path, 0)
+  assert 'on 2 replica(s)' in chief_log and 'worker-0 of 2 workers (chief: True)' in chief_log, chief_log
+  reference = [w for net in single.networks.values() for w in net.get_weights()]
+  chief, other = weights(tmp_path, 'worker-0'), weights(tmp_path, 'worker-1')
+  assert len(chief) == len(other) == len(reference)
+  for a, b, c in zip(chief, other, reference):
+    np.testing.assert_array_equal(a, b)  # the workers hold the same variables, bit for bit
+    np.testing.assert_allclose(a, c, rtol=RTOL, atol=ATOL)
+  assert any(not np.allclose(a, b) for a, b in zip(chief, weights_at_start(single)))  # it trained
+  # One SavedModel (the chief's), one set of checkpoints and logs; worker 1's temporary ones are gone.
+  exported = glob.glob(str(tmp_path / '**' / 'saved_model.pb'), recursive=True)
+  assert exported == [str(tmp_path / 'serving' / 'saved_model.pb')]
+  assert latest_step(tmp_path / 'checkpoints') == steps
+  assert glob.glob(str(tmp_path / 'model_run' / 'events.out.tfevents.*'))
+  assert os.listdir(tmp_path / 'tmp') == []
+
+
+def weights_at_start(model):
+  """The initial weights of a model like `model` (same architecture, config and seed)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from cns_vaegan.components.trainer.vaegan import VAEGAN  # pylint: disable=import-outside-toplevel
+  tf.keras.utils.set_random_seed(model.config.seed)
+  fresh = VAEGAN(model.arch, model.config, tf.distribute.get_strategy())
+  return [w for net in fresh.networks.values() for w in net.get_weights()]
+
+
+def test_a_restarted_cluster_resumes_from_the_chiefs_checkpoint(glyph_tfrecords, tmp_path):
+  processes, logs = start_workers(glyph_tfrecords, tmp_path, steps=500)
+  deadline = time.time() + 120
+  while latest_step(tmp_path / 'checkpoints') < 2:
+    assert all(p.poll() is None for p in processes), read_log(tmp_path, 0) + read_log(tmp_path, 1)
+    assert time.time() < deadline, 'no checkpoint within 120 s'
+    time.sleep(0.2)
+  # Worker 1 dies (a pre-empted machine); the job restarts the cluster, as Vertex and a TFJob do.
+  processes[1].send_signal(signal.SIGKILL)
+  processes[0].send_signal(signal.SIGKILL)
+  for p in processes:
+    p.wait()
+  for log in logs:
+    log.close()
+  killed_at = latest_step(tmp_path / 'checkpoints')
+  assert 2 <= killed_at < 500
+
+  processes, logs = start_workers(glyph_tfrecords, tmp_path, steps=killed_at + 2)
+  finish(processes, logs)
+  for index in (0, 1):  # worker 1 kept no checkpoint of its own: it reads the chief's
+    log = read_log(tmp_path, index)
+    assert f'ckpt-{killed_at} at step {killed_at}' in log and str(tmp_path / 'checkpoints') in log, log
+  assert latest_step(tmp_path / 'checkpoints') == killed_at + 2
+  for a, b in zip(weights(tmp_path, 'worker-0'), weights(tmp_path, 'worker-1')):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_failed_worker_stops_the_others():
+  sleeper = [sys.executable, '-c', 'import os, sys, time; '
+             'sys.exit(3) if \'"index": 1\' in os.environ["TF_CONFIG"] else time.sleep(60)']
+  started = time.monotonic()
+  with pytest.raises(RuntimeError, match='worker 1 of 2 exited with status 3'):
+    local_cluster.wait(local_cluster.start(sleeper, 2), timeout=30)
+  assert time.monotonic() - started < 10
