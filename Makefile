@@ -8,7 +8,7 @@ ENV := $(ROOT)/scripts/env.sh
 ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test setup benchmark benchmark-train benchmark-serving serve report
+.PHONY: run test setup doctor benchmark benchmark-train benchmark-serving serve report
 
 run:  ## set up, then run the whole local pipeline on the built-in dataset
 	$(ENV) run python -m cns_vaegan.pipeline.local_runner $(ARGS)
@@ -18,6 +18,9 @@ test:  ## set up, then run the test suite (from the repository: pytest's rootdir
 
 setup:
 	$(ENV) setup
+
+doctor:  ## what the environment sees of an NVIDIA driver, and what TensorFlow sees inside it
+	$(ENV) doctor
 
 benchmark:  ## ingestion throughput: PngExampleGen vs a plain loop
 	$(ENV) run python $(ROOT)/benchmarks/ingest_throughput.py $(ARGS)

@@ -6,6 +6,8 @@
         --serving-base gs://BUCKET/cns-vaegan/serving --container-image REGISTRY/cns-vaegan:0.1.0 \\
         --trainer-gpus 2 --train-steps 30000 --hparam batch_size=256 \\
         --endpoint http://localhost:8080 -- --runner=DataflowRunner --project=P --region=R
+    python -m cns_vaegan.kubeflow.kubeflow_v2_runner ... --workers 4 --trainer-gpus 2 \\
+        --vertex-project P --vertex-region us-central1     # the Trainer: 4 Vertex machines
 
 The pipeline is the one pipeline/pipeline.py builds for LocalDagRunner. The flags that
 describe it (--train-steps, --hparam, --architecture, --thresholds, ...) are the local
@@ -75,6 +77,13 @@ def _kubeflow_parser() -> argparse.ArgumentParser:
   parser.add_argument('--trainer-gpus', type=int, default=0,
                       help=f'{pipeline.GPU_RESOURCE} for the Trainer pod; it trains with MirroredStrategy '
                            'over all of them (default: %(default)s)')
+  vertex = parser.add_argument_group(
+      'the Trainer as a Vertex AI custom job (needed for --workers N > 1: N machines train as one)')
+  vertex.add_argument('--vertex-project', help='Google Cloud project of the training job')
+  vertex.add_argument('--vertex-region', help='its region, e.g. us-central1')
+  vertex.add_argument('--vertex-machine-type', default='n1-standard-8', help='default: %(default)s')
+  vertex.add_argument('--vertex-accelerator', default='NVIDIA_TESLA_T4',
+                      help='GPU type of each machine, when --trainer-gpus > 0 (default: %(default)s)')
   parser.add_argument('--baseline-resolver', action='store_true',
                       help='keep the latest-blessed-model Resolver as the Evaluator\'s baseline: '
                            'Vertex AI Pipelines runs it, open-source Kubeflow Pipelines cannot')
@@ -109,11 +118,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   if not any(flag == '--profile' or flag.startswith('--profile=') for flag in pipeline_flags):
     # The cluster's Trainer pod, not this machine, decides.
     pipeline_flags += ['--profile', configs.DEFAULT_PROFILE['gpu' if args.trainer_gpus else 'cpu']]
+  if bool(args.vertex_project) != bool(args.vertex_region):
+    raise SystemExit('kubeflow_v2_runner: --vertex-project and --vertex-region go together')
   shared = local_runner.parse_args(
       pipeline_flags + ['--data-root', args.data_root, '--serving-base', args.serving_base, '--']
       + beam_args)
   for name, value in vars(args).items():
     setattr(shared, name, value)
+  if shared.workers > 1 and not args.vertex_project:
+    raise SystemExit('kubeflow_v2_runner: --workers > 1 needs --vertex-project and --vertex-region: '
+                     'the Trainer then runs as a Vertex AI custom job of that many machines. A '
+                     'Kubeflow Pipelines step is one pod, and the pipeline spec cannot start a '
+                     'cluster of them (a TFJob is outside it; see docs/distributed.md)')
   return shared
 
 
@@ -128,7 +144,16 @@ def create_pipeline(args: argparse.Namespace):
       **local_runner.pipeline_kwargs(args),
       pipeline_root=args.pipeline_root,
       trainer_gpus=args.trainer_gpus,
+      vertex_training=vertex_training(args),
       baseline_resolver=args.baseline_resolver)
+
+
+def vertex_training(args: argparse.Namespace) -> Optional[Dict]:
+  """pipeline.create_pipeline's `vertex_training`, with --vertex-project; else None."""
+  if not args.vertex_project:
+    return None
+  return {'project': args.vertex_project, 'region': args.vertex_region, 'image': args.container_image,
+          'machine_type': args.vertex_machine_type, 'accelerator_type': args.vertex_accelerator}
 
 
 def compile_pipeline(args: argparse.Namespace) -> Dict:

@@ -5,6 +5,7 @@
     python -m cns_vaegan.pipeline.local_runner --hparam gamma=0.01 --hparam latent_tanh=false
     python -m cns_vaegan.pipeline.local_runner -- --runner=FlinkRunner --flink_master=host:8081
     python -m cns_vaegan.pipeline.local_runner --schema reviewed/schema.pbtxt --verbose
+    python -m cns_vaegan.pipeline.local_runner --workers 2           # 2 Trainer workers, loopback
 
 Arguments after `--` go to Apache Beam unchanged (DirectRunner in multi-processing
 mode unless they say otherwise). ML Metadata lives in SQLite under --output-dir, so a
@@ -84,6 +85,9 @@ def parse_args(argv: Optional[List[str]] = None):
                            'e.g. gamma=0.01 or latent_tanh=false; repeatable')
   parser.add_argument('--cpu-replicas', type=_int_in(0), default=0,
                       help='with no GPU, train with MirroredStrategy over this many logical CPUs')
+  parser.add_argument('--workers', type=_int_in(1), default=1,
+                      help='train on this many worker processes on this machine (loopback), as a '
+                           'cluster of machines would (MultiWorkerMirroredStrategy; default: %(default)s)')
   parser.add_argument('--eval-percent', type=_int_in(1, 99), default=configs.EVAL_PERCENT,
                       help='share of the glyphs in the eval split, 1 to 99 (default: %(default)s)')
   parser.add_argument('--serving-base', default=None,
@@ -205,6 +209,7 @@ def pipeline_kwargs(args) -> dict:
       architecture=args.architecture_values,
       training=args.training_values,
       train_steps=args.train_steps,
+      trainer_workers=args.workers,
       eval_percent=args.eval_percent,
       serving_model_dir=os.path.join(args.serving_base, args.model_name),
       evaluation=args.evaluation_values,

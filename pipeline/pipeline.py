@@ -10,10 +10,12 @@ from typing import Any, Dict, List, Optional
 from kfp.pipeline_spec import pipeline_spec_pb2
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 
 from cns_vaegan.components.evaluator import GlyphEvaluator
 from cns_vaegan.components.png_example_gen import PngExampleGen
 from cns_vaegan.components.pusher import VersionedPusher
+from cns_vaegan.components.trainer import local_cluster
 
 
 # The Trainer calls this function; model code lives beside it in components/trainer/.
@@ -35,6 +37,23 @@ def gpu_resources(count: int) -> pipeline_spec_pb2.PipelineDeploymentConfig.Pipe
   return resources
 
 
+def vertex_trainer_config(vertex: Dict[str, Any], workers: int, gpus: int) -> Dict[str, Any]:
+  """custom_config of the Google Cloud Trainer: a Vertex AI custom job of `workers` machines,
+  each with `gpus` GPUs, running the pipeline's image. Its first worker pool is the chief
+  (one machine), the second the other workers; Vertex sets TF_CONFIG on each."""
+  ai_platform = tfx.extensions.google_cloud_ai_platform
+  machine = {'machine_type': vertex.get('machine_type') or 'n1-standard-8'}
+  if gpus:
+    machine.update(accelerator_type=vertex.get('accelerator_type') or 'NVIDIA_TESLA_T4',
+                   accelerator_count=gpus)
+  pool = {'machine_spec': machine, 'container_spec': {'image_uri': vertex['image']}}
+  pools = [dict(pool, replica_count=1)]
+  if workers > 1:
+    pools.append(dict(pool, replica_count=workers - 1))
+  return {ai_platform.ENABLE_VERTEX_KEY: True, ai_platform.VERTEX_REGION_KEY: vertex['region'],
+          ai_platform.TRAINING_ARGS_KEY: {'project': vertex['project'], 'worker_pool_specs': pools}}
+
+
 def create_pipeline(
     pipeline_name: str,
     pipeline_root: str,
@@ -52,6 +71,8 @@ def create_pipeline(
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     enable_cache: bool = True,
     trainer_gpus: int = 0,
+    trainer_workers: int = 1,
+    vertex_training: Optional[Dict[str, Any]] = None,
     baseline_resolver: bool = True,
 ) -> tfx.dsl.Pipeline:
   """Returns the pipeline; components in data-flow order.
@@ -72,6 +93,11 @@ def create_pipeline(
   push a version of its own (components/pusher/).
   `trainer_gpus` > 0 asks Kubeflow for that many GPUs for the Trainer's pod (training uses
   MirroredStrategy over every GPU it sees); LocalDagRunner ignores it.
+  `trainer_workers` > 1 trains on that many workers as one (MultiWorkerMirroredStrategy,
+  components/trainer/cluster.py): with `vertex_training` ({'project', 'region', 'image',
+  'machine_type', 'accelerator_type'}) as a Vertex AI custom job of that many machines (the
+  Google Cloud Trainer extension; the platform sets each one's TF_CONFIG), else as that many
+  processes on the Trainer's own machine (components/trainer/local_cluster.py).
   `baseline_resolver` adds TFX's Resolver for the latest blessed model, the Evaluator's
   baseline. LocalDagRunner and Vertex AI Pipelines run it; open-source Kubeflow Pipelines
   cannot ("resolver executors not implemented"), so its runner can leave it out, and the
@@ -94,15 +120,24 @@ def create_pipeline(
   custom_config = {'architecture': architecture, 'training': training}
   if checkpoint_dir:
     custom_config['checkpoint_dir'] = checkpoint_dir
-  trainer = tfx.components.Trainer(
+  trainer_kwargs = dict(
       run_fn=RUN_FN,
       examples=example_gen.outputs['examples'],
       schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(num_steps=train_steps),
-      eval_args=tfx.proto.EvalArgs(num_steps=0),
-      custom_config=custom_config)
+      eval_args=tfx.proto.EvalArgs(num_steps=0))
+  if vertex_training:
+    custom_config.update(vertex_trainer_config(vertex_training, trainer_workers, trainer_gpus))
+    trainer = tfx.extensions.google_cloud_ai_platform.Trainer(**trainer_kwargs, custom_config=custom_config)
+  elif trainer_workers > 1:
+    custom_config[local_cluster.WORKERS_KEY] = trainer_workers
+    trainer = tfx.components.Trainer(
+        **trainer_kwargs, custom_config=custom_config,
+        custom_executor_spec=executor_spec.ExecutorClassSpec(local_cluster.Executor))
+  else:
+    trainer = tfx.components.Trainer(**trainer_kwargs, custom_config=custom_config)
   trainer.add_upstream_node(example_validator)  # validated before the long part, in every runner
-  if trainer_gpus > 0:
+  if trainer_gpus > 0 and not vertex_training:  # Vertex's machines carry their own GPUs
     trainer.with_platform_config(gpu_resources(trainer_gpus))
 
   # The latest blessed model is the baseline a new model must not regress against.

@@ -6,6 +6,17 @@
 #                                in CMD mean what they mean here)
 #   scripts/env.sh lock          re-resolve requirements.in into requirements.lock (and the
 #                                image's GPU additions into requirements-gpu.lock)
+#   scripts/env.sh gpu           what it sees of an NVIDIA driver, and what it binds in for it
+#   scripts/env.sh doctor        that, then what TensorFlow sees inside: devices, its CUDA and
+#                                cuDNN build, the profile --profile auto picks and why
+#
+# On a host with an NVIDIA driver (its /proc/driver/nvidia/version, a /dev/nvidia0, or a
+# working nvidia-smi) it also installs requirements-gpu.lock, the CUDA libraries of
+# tensorflow[and-cuda], and in the root filesystem gives TensorFlow what the NVIDIA
+# container toolkit gives a container: the /dev/nvidia* devices (with /dev, bound whole)
+# and the driver's user-space libraries (libcuda.so.1, libnvidia-*, found through the
+# host's `ldconfig -p`), bound into /run/cns-nvidia and put on LD_LIBRARY_PATH. The
+# environment's key then includes the GPU lock (a host without a driver keeps its key).
 #
 # Why two paths: TFX 1.21's ml-metadata and tensorflow-data-validation wheels need
 # glibc >= 2.38. On such a host (Ubuntu 24.04, Debian 13) this is a plain venv in
@@ -20,6 +31,10 @@
 #   CNS_ENV_CACHE   where root filesystems are cached (default /var/cache/cns-vaegan)
 #   CNS_ENV_MODE    force "venv" or "rootfs" instead of choosing by glibc version
 #   CNS_EXTRA_MOUNTS  colon-separated host paths to also bind into the root filesystem
+#   CNS_GPU         force "nvidia" or "none" instead of detecting the driver
+#   CNS_NVIDIA_ROOT, CNS_LDCONFIG  where driver files are looked for (default /) and the
+#                   command listing the host's libraries (default "ldconfig -p"): tests
+#                   point them at a fake driver tree
 # The Docker daemon's socket (DOCKER_HOST's unix path, default /var/run/docker.sock) is
 # bound in too when it exists, so code inside reaches the host's Docker (kfp.local).
 set -euo pipefail
@@ -51,8 +66,34 @@ mode() {
   else echo rootfs; fi
 }
 
-env_key() {
-  { cat "$LOCK" 2>/dev/null; echo "$SUITE $APT_PACKAGES $RECIPE_VERSION"; } | sha256sum | cut -c1-16
+GPU_LOCK="$REPO/requirements-gpu.lock"
+NVIDIA_ROOT=${CNS_NVIDIA_ROOT:-}
+NVIDIA_DIR=/run/cns-nvidia  # inside the root filesystem: the driver's libraries, bound in
+
+gpu() {  # "nvidia" when the host has an NVIDIA driver, else "none"
+  if [ -n "${CNS_GPU:-}" ]; then echo "$CNS_GPU"
+  elif [ -r "$NVIDIA_ROOT/proc/driver/nvidia/version" ] || [ -e "$NVIDIA_ROOT/dev/nvidia0" ]; then echo nvidia
+  elif [ -z "$NVIDIA_ROOT" ] && command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then echo nvidia
+  else echo none; fi
+}
+
+# The driver's user-space libraries, "soname host-path" a line, 64-bit only: what the NVIDIA
+# container toolkit mounts (libcuda, libnvidia-*: ml, ptxjitcompiler, nvvm, ...).
+nvidia_libraries() {
+  ${CNS_LDCONFIG:-ldconfig -p} 2>/dev/null \
+    | awk '$1 ~ /^(libcuda\.so|libcudadebugger\.so|libnvidia-[a-z0-9-]+\.so)/ && $2 ~ /64/ && $NF ~ /^\// {print $1, $NF}' \
+    | sort -u -k1,1
+}
+
+gpu_requirements() {  # pip arguments for this host's GPU, if any
+  [ "$(gpu)" = nvidia ] && [ -f "$GPU_LOCK" ] && echo "-r $GPU_LOCK"
+  return 0
+}
+
+env_key() {  # without a GPU exactly as before GPUs counted, so existing environments stay valid
+  { cat "$LOCK" 2>/dev/null; echo "$SUITE $APT_PACKAGES $RECIPE_VERSION"
+    if [ "$(gpu)" = nvidia ]; then echo "gpu nvidia"; cat "$GPU_LOCK" 2>/dev/null; fi
+  } | sha256sum | cut -c1-16
 }
 
 # ---------------------------------------------------------------- plain venv
@@ -63,7 +104,8 @@ setup_venv() {
     rm -rf "$venv"
     python3 -m venv "$venv" || die "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"
     "$venv/bin/pip" install -q --upgrade pip
-    "$venv/bin/pip" install -q -r "$LOCK" || die "pip install -r requirements.lock failed (see above)"
+    # shellcheck disable=SC2046
+    "$venv/bin/pip" install -q -r "$LOCK" $(gpu_requirements) || die "pip install -r requirements.lock failed (see above)"
     echo "$key" > "$venv/.cns-key"
   fi
   install_project "$venv/bin/pip" "$venv"
@@ -109,11 +151,12 @@ docker_socket() {
 # Runs "$@" inside root filesystem $1 in a private mount namespace (mounts vanish on exit).
 enter() {
   local root=$1; shift
-  local mounts="$DEFAULT_MOUNTS:${CNS_EXTRA_MOUNTS:-}:$REPO"
+  local mounts="$DEFAULT_MOUNTS:${CNS_EXTRA_MOUNTS:-}:$REPO" libraries=""
+  [ "$(gpu)" != nvidia ] || libraries=$(nvidia_libraries)
   # shellcheck disable=SC2016
   unshare -m --propagation private -- bash -c '
     set -e
-    root=$1; mounts=$2; socket=$3; shift 3
+    root=$1; mounts=$2; socket=$3; libraries=$4; nvidia=$5; shift 5
     mount -t proc proc "$root/proc"
     mount --rbind /dev "$root/dev"
     mount --rbind /sys "$root/sys"
@@ -126,10 +169,18 @@ enter() {
     if [ -n "$socket" ]; then
       mkdir -p "$root${socket%/*}" && touch "$root$socket" && mount --bind "$socket" "$root$socket"
     fi
+    gpu_env=()
+    if [ -n "$libraries" ]; then  # the driver libraries, by soname, in one folder
+      mkdir -p "$root$nvidia" && mount -t tmpfs tmpfs "$root$nvidia"
+      while read -r name path; do
+        touch "$root$nvidia/$name" && mount --bind "$(readlink -f "$path")" "$root$nvidia/$name"
+      done <<< "$libraries"
+      gpu_env=(LD_LIBRARY_PATH="$nvidia")
+    fi
     exec chroot "$root" /usr/bin/env -u PIP_FIND_LINKS -u PYTHONPATH -u PYTHONHOME \
       PATH=/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-      PIP_CONFIG_FILE=/dev/null "$@"
-  ' enter "$root" "$mounts" "$(docker_socket)" "$@"
+      PIP_CONFIG_FILE=/dev/null "${gpu_env[@]}" "$@"
+  ' enter "$root" "$mounts" "$(docker_socket)" "$libraries" "$NVIDIA_DIR" "$@"
 }
 
 # Whether folder $1 is visible inside the root filesystem: a bound folder or below one
@@ -186,7 +237,8 @@ setup_rootfs() {
   exec 9>"$CACHE/.lock"; flock 9
   if [ ! -d "$root" ]; then
     [ -f "$LOCK" ] || die "requirements.lock is missing: run 'scripts/env.sh lock'"
-    build_rootfs "$root" -r "$REPO/requirements.lock" 2>&1 || exit 1
+    # shellcheck disable=SC2046
+    build_rootfs "$root" -r "$REPO/requirements.lock" $(gpu_requirements) 2>&1 || exit 1
     remove_stale_rootfs "$root"
   fi
   flock -u 9
@@ -238,5 +290,21 @@ case "$cmd" in
     fi
     log "wrote $LOCK ($(wc -l < "$LOCK") packages)"
     "$0" run python "$REPO/scripts/resolve_gpu_lock.py" ;;
-  *) die "usage: scripts/env.sh setup | run CMD [ARGS...] | lock" ;;
+  gpu)
+    echo "driver: $(gpu)${CNS_GPU:+ (CNS_GPU)}"
+    [ ! -r "$NVIDIA_ROOT/proc/driver/nvidia/version" ] || echo "version: $(head -1 "$NVIDIA_ROOT/proc/driver/nvidia/version")"
+    echo "mode: $(mode); key: $(env_key)"
+    if [ "$(gpu)" = nvidia ]; then
+      echo "installs: requirements.lock requirements-gpu.lock"
+      for device in "$NVIDIA_ROOT"/dev/nvidia*; do [ ! -e "$device" ] || echo "device: $device"; done
+      if [ "$(mode)" = rootfs ]; then
+        nvidia_libraries | while read -r name path; do echo "binds: $path -> $NVIDIA_DIR/$name"; done
+      fi
+    else
+      echo "installs: requirements.lock"
+    fi ;;
+  doctor)
+    "$0" gpu
+    "$0" run python -m cns_vaegan.pipeline.doctor ;;
+  *) die "usage: scripts/env.sh setup | run CMD [ARGS...] | lock | gpu | doctor" ;;
 esac

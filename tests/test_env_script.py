@@ -6,6 +6,7 @@ The script runs from a copy of itself in a throw-away clone whose environment is
 (CNS_EXTRA_MOUNTS), each marked with the key env.sh looks for. So nothing is installed,
 and `run pwd` takes a fraction of a second.
 """
+import glob
 import hashlib
 import os
 import re
@@ -90,3 +91,87 @@ def test_a_folder_the_root_filesystem_does_not_show_is_refused_saying_why(clone)
   assert done.stderr.startswith('env.sh: the current folder / is not visible inside the environment, '
                                 'which binds only /home, /root, /tmp'), done.stderr
   assert 'CNS_EXTRA_MOUNTS' in done.stderr
+
+
+# ------------------------------------------------------------------ NVIDIA driver hosts
+@pytest.fixture
+def fake_driver(tmp_path):
+  """A host's NVIDIA driver as env.sh looks for it: its /proc version file, device nodes
+  (plain files here) and libraries, listed by a stand-in for `ldconfig -p`."""
+  root = tmp_path / 'driver'
+  (root / 'proc' / 'driver' / 'nvidia').mkdir(parents=True)
+  (root / 'proc' / 'driver' / 'nvidia' / 'version').write_text(
+      'NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15\n')
+  (root / 'dev').mkdir()
+  for device in ('nvidia0', 'nvidiactl', 'nvidia-uvm'):
+    (root / 'dev' / device).write_text('')
+  lib = root / 'usr' / 'lib' / 'x86_64-linux-gnu'
+  lib.mkdir(parents=True)
+  for name in ('libcuda.so.550.54.15', 'libnvidia-ml.so.550.54.15', 'libnvidia-ptxjitcompiler.so.550.54.15'):
+    (lib / name).write_text(f'fake {name}\n')
+  os.symlink('libcuda.so.550.54.15', lib / 'libcuda.so.1')  # as the driver installs it
+  listing = root / 'ldconfig.txt'
+  listing.write_text('\n'.join([
+      '1234 libs found in cache `/etc/ld.so.cache\'',
+      f'\tlibcuda.so.1 (libc6,x86-64) => {lib}/libcuda.so.1',
+      f'\tlibcuda.so.1 (libc6) => /usr/lib/i386-linux-gnu/libcuda.so.1',  # 32-bit: not ours
+      f'\tlibnvidia-ml.so.1 (libc6,x86-64) => {lib}/libnvidia-ml.so.550.54.15',
+      f'\tlibnvidia-ptxjitcompiler.so.1 (libc6,x86-64) => {lib}/libnvidia-ptxjitcompiler.so.550.54.15',
+      '\tlibc.so.6 (libc6,x86-64) => /lib/x86_64-linux-gnu/libc.so.6',
+      '\tlibnvinfer.so.8 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libnvinfer.so.8',  # not the driver
+  ]) + '\n')
+  return {'CNS_NVIDIA_ROOT': str(root), 'CNS_LDCONFIG': f'cat {listing}'}, lib
+
+
+def gpu_report(clone, mode, driver_env):
+  repo, environ = clone
+  done = subprocess.run(['bash', str(repo / 'scripts' / 'env.sh'), 'gpu'], capture_output=True, text=True,
+                        env=dict(environ, CNS_ENV_MODE=mode, **driver_env), timeout=60)
+  assert done.returncode == 0, done.stderr
+  return done.stdout.splitlines()
+
+
+def test_a_host_without_a_driver_keeps_its_environment_key(clone, tmp_path):
+  (tmp_path / 'no_driver').mkdir()
+  report = gpu_report(clone, 'rootfs', {'CNS_NVIDIA_ROOT': str(tmp_path / 'no_driver'), 'CNS_LDCONFIG': 'true'})
+  key = os.path.basename(glob.glob(str(tmp_path / 'cache' / 'rootfs-*'))[0])[len('rootfs-'):]
+  assert report == ['driver: none', f'mode: rootfs; key: {key}', 'installs: requirements.lock']
+
+
+def test_a_driver_is_found_and_its_devices_and_libraries_are_bound(clone, fake_driver, tmp_path):
+  driver_env, lib = fake_driver
+  report = gpu_report(clone, 'rootfs', driver_env)
+  root = driver_env['CNS_NVIDIA_ROOT']
+  assert report[0] == 'driver: nvidia'
+  assert report[1] == 'version: NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15'
+  key = report[2].split('key: ')[1]
+  assert report[2].startswith('mode: rootfs; key: ') and not glob.glob(str(tmp_path / 'cache' / f'rootfs-{key}'))
+  assert report[3:] == [
+      'installs: requirements.lock requirements-gpu.lock',
+      f'device: {root}/dev/nvidia-uvm', f'device: {root}/dev/nvidia0', f'device: {root}/dev/nvidiactl',
+      f'binds: {lib}/libcuda.so.1 -> /run/cns-nvidia/libcuda.so.1',
+      f'binds: {lib}/libnvidia-ml.so.550.54.15 -> /run/cns-nvidia/libnvidia-ml.so.1',
+      f'binds: {lib}/libnvidia-ptxjitcompiler.so.550.54.15 -> /run/cns-nvidia/libnvidia-ptxjitcompiler.so.1']
+  # In a venv the host's own loader finds the driver: nothing is bound, the key still counts the GPU.
+  venv = gpu_report(clone, 'venv', driver_env)
+  assert not [line for line in venv if line.startswith('binds:')] and venv[2] == f'mode: venv; key: {key}'
+
+
+@pytest.mark.skipif(bool(NO_ROOT_FILESYSTEM), reason=NO_ROOT_FILESYSTEM or 'rootfs')
+def test_inside_the_root_filesystem_the_driver_libraries_load_by_soname(clone, fake_driver, tmp_path):
+  driver_env, _ = fake_driver
+  repo, environ = clone
+  key = gpu_report(clone, 'rootfs', driver_env)[2].split('key: ')[1]
+  root = glob.glob(str(tmp_path / 'cache' / 'rootfs-*'))[0]
+  os.rename(root, tmp_path / 'cache' / f'rootfs-{key}')  # the environment made for this host
+  done = subprocess.run(
+      ['bash', str(repo / 'scripts' / 'env.sh'), 'run', 'bash', '-c',
+       'echo "$LD_LIBRARY_PATH" && cat /run/cns-nvidia/libcuda.so.1 /run/cns-nvidia/libnvidia-ml.so.1 '
+       '&& ls /run/cns-nvidia'],
+      cwd=tmp_path, env=dict(environ, CNS_ENV_MODE='rootfs', **driver_env), capture_output=True, text=True,
+      timeout=60)
+  assert done.returncode == 0, done.stderr
+  assert done.stdout.splitlines() == [
+      '/run/cns-nvidia', 'fake libcuda.so.550.54.15', 'fake libnvidia-ml.so.550.54.15',
+      'libcuda.so.1', 'libnvidia-ml.so.1', 'libnvidia-ptxjitcompiler.so.1']
+  assert not os.listdir(tmp_path / 'cache' / f'rootfs-{key}' / 'run' / 'cns-nvidia')  # nothing left behind

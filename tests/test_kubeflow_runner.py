@@ -292,3 +292,34 @@ def test_the_trainer_pods_gpus_pick_the_profile_not_the_compiling_machine(tmp_pa
   assert (with_gpus.profile, without.profile) == ('gpu', 'cpu')
   forced = kubeflow_v2_runner.parse_args(runner_argv(tmp_path, extra=['--profile', 'seed']))
   assert forced.profile == 'seed' and forced.train_steps == 4  # --train-steps still wins
+
+
+def test_workers_compile_to_a_vertex_training_job_of_that_many_machines(tmp_path):
+  argv = runner_argv(tmp_path, extra=['--workers', '3', '--trainer-gpus', '2', '--vertex-project', 'p',
+                                      '--vertex-region', 'europe-west4'])
+  kubeflow_v2_runner.main(argv)
+  args = kubeflow_v2_runner.parse_args(argv)
+  spec = read_spec(args.output)
+  config = json.loads(json_format.MessageToDict(
+      spec.root.dag.tasks['Trainer'].inputs.parameters['custom_config'].runtime_value.constant))
+  machine = {'machine_type': 'n1-standard-8', 'accelerator_type': 'NVIDIA_TESLA_T4', 'accelerator_count': 2}
+  pool = {'machine_spec': machine, 'container_spec': {'image_uri': IMAGE}}
+  # The first pool is the chief (Vertex names it so in TF_CONFIG), the second the other workers.
+  assert config['ai_platform_training_args'] == {
+      'project': 'p', 'worker_pool_specs': [dict(pool, replica_count=1), dict(pool, replica_count=2)]}
+  assert config['ai_platform_training_enable_vertex'] is True
+  assert config['ai_platform_vertex_region'] == 'europe-west4'
+  assert config['architecture'] == args.architecture_values  # run_fn's settings ride along
+  assert 'local_workers' not in config
+  # The Trainer step submits the job (the extension's executor); its pod asks for no GPU itself.
+  container = _container(spec, 'Trainer')
+  assert container['args'][1] == ('tfx.extensions.google_cloud_ai_platform.trainer.executor.'
+                                  'GenericExecutor')
+  assert 'resources' not in container
+
+
+def test_workers_without_vertex_are_refused_saying_why(tmp_path):
+  with pytest.raises(SystemExit, match='--workers > 1 needs --vertex-project'):
+    kubeflow_v2_runner.parse_args(runner_argv(tmp_path, extra=['--workers', '2']))
+  with pytest.raises(SystemExit, match='go together'):
+    kubeflow_v2_runner.parse_args(runner_argv(tmp_path, extra=['--vertex-project', 'p']))

@@ -52,6 +52,7 @@ def train_and_export(fn_args: FnArgs):
   # Every worker exports (its variables' reads may be collective), only the chief where it counts.
   with cluster.writable(fn_args.serving_model_dir, role) as export_dir:
     export.export_trained(model, export_dir, fn_args.train_files, fn_args.eval_files)
+  training.wait_for_every_worker(model.strategy)
   logging.info('Exported the SavedModel to %s', export_dir)
   return model
 

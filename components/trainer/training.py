@@ -64,6 +64,13 @@ def make_strategy(cpu_replicas: int = 0, role: Optional[cluster.Role] = None) ->
   return tf.distribute.MirroredStrategy(cpus[:max(cpu_replicas, 1)])
 
 
+def wait_for_every_worker(strategy: tf.distribute.Strategy) -> None:
+  """Returns once every worker has called it (a collective across them): called after the
+  export, no worker ends before the chief has written the model, which TFX's executor
+  checks for on every worker as it ends."""
+  strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
 def cpu_has_bf16() -> bool:
   """Whether this CPU has bfloat16 instructions (Linux's flags for AVX512_BF16 and AMX-BF16),
   which oneDNN uses for TensorFlow's bfloat16 kernels; without them bfloat16 is emulated, slower."""
