@@ -307,7 +307,7 @@ def test_workers_compile_to_a_vertex_training_job_of_that_many_machines(tmp_path
   # The first pool is the chief (Vertex names it so in TF_CONFIG), the second the other workers.
   assert config['ai_platform_training_args'] == {
       'project': 'p', 'worker_pool_specs': [dict(pool, replica_count=1), dict(pool, replica_count=2)]}
-  assert config['ai_platform_training_enable_vertex'] is True
+  assert config['ai_platform_enable_vertex'] is True
   assert config['ai_platform_vertex_region'] == 'europe-west4'
   assert config['architecture'] == args.architecture_values  # run_fn's settings ride along
   assert 'local_workers' not in config
