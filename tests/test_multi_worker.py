@@ -202,3 +202,20 @@ def test_a_failed_worker_stops_the_others():
   with pytest.raises(RuntimeError, match='worker 1 of 2 exited with status 3'):
     local_cluster.wait(local_cluster.start(sleeper, 2), timeout=30)
   assert time.monotonic() - started < 10
+
+
+def test_the_local_runners_workers_flag_gives_the_trainer_the_cluster_executor(tmp_path):
+  from cns_vaegan.pipeline import local_runner, pipeline  # pylint: disable=import-outside-toplevel
+
+  def trainer(*flags):
+    args = local_runner.parse_args([*flags, '--data-root', str(tmp_path), '--profile', 'cpu'])
+    built = pipeline.create_pipeline(**local_runner.pipeline_kwargs(args), pipeline_root=str(tmp_path))
+    return next(c for c in built.components if c.id == 'Trainer')
+
+  two, one = trainer('--workers', '2'), trainer()
+  assert two.executor_spec.executor_class is local_cluster.Executor
+  assert json.loads(two.exec_properties['custom_config'])['local_workers'] == 2
+  assert one.executor_spec.executor_class is not local_cluster.Executor
+  assert 'local_workers' not in json.loads(one.exec_properties['custom_config'])
+  with pytest.raises(SystemExit):
+    local_runner.parse_args(['--workers', '0'])
