@@ -175,3 +175,17 @@ def test_inside_the_root_filesystem_the_driver_libraries_load_by_soname(clone, f
       '/run/cns-nvidia', 'fake libcuda.so.550.54.15', 'fake libnvidia-ml.so.550.54.15',
       'libcuda.so.1', 'libnvidia-ml.so.1', 'libnvidia-ptxjitcompiler.so.1']
   assert not os.listdir(tmp_path / 'cache' / f'rootfs-{key}' / 'run' / 'cns-nvidia')  # nothing left behind
+
+
+def test_doctor_says_what_tensorflow_sees_and_why_it_picks_its_profile(monkeypatch):
+  from cns_vaegan.pipeline import doctor  # pylint: disable=import-outside-toplevel
+  monkeypatch.delenv('TF_CONFIG', raising=False)
+  lines = doctor.report()
+  assert lines[0].startswith('TensorFlow 2.') and 'CUDA' in lines[0] and 'cuDNN' in lines[0]
+  assert lines[1].startswith('libcuda.so.1 ')
+  assert any(line.startswith('device /physical_device:CPU:0') for line in lines)
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  expected = 'gpu' if tf.config.list_physical_devices('GPU') else 'cpu'
+  assert lines[-1].startswith(f"--profile auto picks '{expected}': "), lines
+  monkeypatch.setenv('TF_CONFIG', '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}')
+  assert doctor.report()[-1] == 'TF_CONFIG: worker-1 of 2 workers (chief: False)'
