@@ -127,7 +127,7 @@ def main() -> None:
               f'{row["collectives"]} | {row["all_reduce_s"] * 1e3:.2f} | {row["all_reduce_s"] / row["step_s"]:.0%} |')
   extra = rows[1]['step_s'] - rows[0]['step_s']
   out.print('', f'2 workers take {rows[1]["step_s"] / rows[0]["step_s"]:.2f}× the time of 1 per step, '
-            f'{extra * 1e3:.0f} ms more: each computes half the batch, but they share this machine\'s '
+            f'{extra * 1e3:.0f} ms more: each computes half the batch, but they share one machine\'s '
             f'{os.cpu_count()} cores, and every collective of the step is a round trip between them. '
             f'One worker alone runs none.')
   out.close()
