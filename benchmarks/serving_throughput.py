@@ -15,6 +15,7 @@ unmeasured warm-up burst.
     make benchmark-serving                 # the pushed model under outputs/serving, if any,
                                            # else an untrained model of the cpu profile's size
     make benchmark-serving ARGS="--batching-args '--batching-parameters-file my.config'"
+    make benchmark-serving ARGS="--fragment serving_throughput"   # also docs/generated/
 """
 import argparse
 import concurrent.futures
@@ -41,6 +42,8 @@ from cns_vaegan.data import render_glyphs  # noqa: E402
 from cns_vaegan.pipeline import configs  # noqa: E402
 from cns_vaegan.serving import batching  # noqa: E402
 from cns_vaegan.serving.servables import available_versions, load_servable  # noqa: E402
+
+import fragments  # noqa: E402  pylint: disable=g-import-not-at-top  (benchmarks/ is on sys.path)
 
 SIGNATURES = ('encode', 'decode', 'arithmetic')
 CELLS = ((1, 1), (1, 8), (1, 32), (32, 1), (32, 8))  # (images a request, concurrent clients)
@@ -106,7 +109,9 @@ def main():
   parser.add_argument('--server-args', default='', help='more flags for both servers')
   parser.add_argument('--batching-args', default='',
                       help='flags for the batching server only (default: its defaults)')
+  parser.add_argument('--fragment', help='also write the table to docs/generated/<FRAGMENT>.md')
   args = parser.parse_args()
+  out = fragments.Fragment(args.fragment)
   base, source = the_model(args.model_base_path)
   extra = shlex.split(args.server_args)
   servers = {'off': ServerProcess(base, '--no-batching', *extra),
@@ -119,13 +124,14 @@ def main():
   servable = load_servable(configs.MODEL_NAME, max(versions), versions[max(versions)])
   z_dim = servable.signatures['encode'].structured_outputs['z'].shape[1]
   defaults = ', '.join(batching.to_text(batching.DEFAULT_PARAMETERS).strip().splitlines())
-  print(f'model: {source}\nservers: their own processes, loopback gRPC, flags: '
-        f'{args.server_args or "defaults"}; batching on: {args.batching_args or defaults}\n'
-        f'clients: threads of this process; cores: {os.cpu_count()}; load average before: '
-        f'{os.getloadavg()[0]:.1f}; cells of at most {args.requests} requests and {args.seconds:g} s')
-  head = f'{"img/s":>8} {"p50 ms":>7} {"p99 ms":>7} {"cpu ms/img":>10}'
-  print(f'{"signature":>10} {"batch":>5} {"clients":>7} | off: {head} | on: {head} | '
-        f'{"on/off img/s":>12} {"on/off p99":>10} | {"in-process img/s":>16}')
+  out.print(f'model: {source}; servers: their own processes, loopback gRPC, flags: '
+            f'{args.server_args or "defaults"}; batching on: {args.batching_args or defaults}; '
+            f'clients: threads of this process; load average before: {os.getloadavg()[0]:.1f}; '
+            f'cells of at most {args.requests} requests and {args.seconds:g} s.', '')
+  head = ' | '.join(f'{mode} {name}' for mode in ('off', 'on')
+                    for name in ('img/s', 'p50 ms', 'p99 ms', 'cpu ms/img'))
+  out.print(f'| signature | images a request | clients | {head} | on/off img/s | on/off p99 | in-process img/s |',
+            '|---' * 14 + '|')
   in_process = {}  # (signature, batch) -> images/s of the signature called in this process
   try:
     for signature in args.signatures.split(','):
@@ -140,17 +146,19 @@ def main():
         request = predict_request(signature, inputs)
         figures = {mode: measure(servers[mode], channels[mode][:concurrency], request, batch, args)
                    for mode in ('off', 'on')}
-        cells = ' | '.join(f'{mode}: {rate:8.1f} {p50:7.2f} {p99:7.2f} {cpu:10.2f}'
-                           for mode, (rate, p50, p99, cpu) in figures.items())
+        cells = ' | '.join(f'{rate:.1f} | {p50:.2f} | {p99:.2f} | {cpu:.2f}'
+                           for rate, p50, p99, cpu in (figures['off'], figures['on']))
         (off, _, off99, _), (on, _, on99, _) = figures['off'], figures['on']
-        print(f'{signature:>10} {batch:>5} {concurrency:>7} | {cells} | {on / off:12.2f} '
-              f'{on99 / off99:10.2f} | {in_process[signature, batch]:16.1f}', flush=True)
+        out.print(f'| {signature} | {batch} | {concurrency} | {cells} | **{on / off:.2f}** | '
+                  f'{on99 / off99:.2f} | {in_process[signature, batch]:.1f} |')
   finally:
     for mode_channels in channels.values():
       for channel in mode_channels:
         channel.close()
     for server in servers.values():
       server.stop()
+    out.print('', f'Load average at the end: {os.getloadavg()[0]:.1f} (1 min).')
+    out.close()
 
 
 if __name__ == '__main__':
