@@ -22,6 +22,16 @@ def libcuda() -> str:
     return f'does not load ({error})'
 
 
+def cpu_kernels() -> str:
+  """Whether TensorFlow's oneDNN CPU kernels are on (TF_ENABLE_ONEDNN_OPTS; scripts/env.sh
+  turns them on: on AVX2-only CPUs TensorFlow leaves them off, and trains several times slower)."""
+  from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
+  from cns_vaegan.components.trainer import training  # pylint: disable=import-outside-toplevel
+  state = 'on' if _pywrap_util_port.IsMklEnabled() else 'off'
+  return (f'CPU kernels: oneDNN {state} (TF_ENABLE_ONEDNN_OPTS={os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")}); '
+          f'BF16 instructions: {"yes: the cpu profile trains in bfloat16" if training.cpu_has_bf16() else "no: the cpu profile trains in float32"}')
+
+
 def report() -> list:
   with quiet_start.held_back():
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -34,6 +44,7 @@ def report() -> list:
     details = tf.config.experimental.get_device_details(device) if device.device_type == 'GPU' else {}
     extra = ', '.join(f'{k} {v}' for k, v in details.items())
     lines.append(f'device {device.name}' + (f' ({extra})' if extra else ''))
+  lines.append(cpu_kernels())
   profile = configs.DEFAULT_PROFILE['gpu' if gpus else 'cpu']
   if gpus:
     why = f'{len(gpus)} GPU(s) visible: MirroredStrategy over all of them'

@@ -35,6 +35,10 @@
 #   CNS_NVIDIA_ROOT, CNS_LDCONFIG  where driver files are looked for (default /) and the
 #                   command listing the host's libraries (default "ldconfig -p"): tests
 #                   point them at a fake driver tree
+#   TF_ENABLE_ONEDNN_OPTS  TensorFlow's oneDNN CPU kernels; default 1 here. TensorFlow turns
+#                   them on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX; on an AVX2-only
+#                   CPU its other kernels train the cpu profile several times slower
+#                   (benchmarks/cpu_kernels.py: docs/generated/cpu_kernels.md). 0 turns them off.
 # The Docker daemon's socket (DOCKER_HOST's unix path, default /var/run/docker.sock) is
 # bound in too when it exists, so code inside reaches the host's Docker (kfp.local).
 set -euo pipefail
@@ -262,6 +266,7 @@ case "$cmd" in
     if [ "$(mode)" = venv ]; then setup_venv; else setup_rootfs; fi ;;
   run)
     [ $# -gt 0 ] || die "usage: scripts/env.sh run CMD [ARGS...]"
+    export TF_ENABLE_ONEDNN_OPTS=${TF_ENABLE_ONEDNN_OPTS:-1}
     # In the caller's folder: relative paths the command is given mean what they mean there.
     if [ "$(mode)" = venv ]; then
       setup_venv; PATH="$REPO/.venv/bin:$PATH" VIRTUAL_ENV="$REPO/.venv" exec "$@"

@@ -85,6 +85,18 @@ def test_run_keeps_the_callers_folder(clone, tmp_path, mode):
   assert done.stdout.splitlines() == [str(here), f'{clone[0]}/.venv' if mode == 'venv' else '/venv']
 
 
+@pytest.mark.parametrize('mode', MODES)
+def test_run_turns_on_onednn_cpu_kernels_unless_the_user_set_them(clone, tmp_path, mode):
+  """TensorFlow leaves its oneDNN kernels off on AVX2-only CPUs, which then train several
+  times slower (docs/generated/cpu_kernels.md); a user's own setting wins."""
+  repo, environ = clone
+  environ.pop('TF_ENABLE_ONEDNN_OPTS', None)
+  done = run((repo, environ), mode, tmp_path, 'printenv', 'TF_ENABLE_ONEDNN_OPTS')
+  assert (done.returncode, done.stdout) == (0, '1\n'), done.stderr
+  done = run((repo, dict(environ, TF_ENABLE_ONEDNN_OPTS='0')), mode, tmp_path, 'printenv', 'TF_ENABLE_ONEDNN_OPTS')
+  assert (done.returncode, done.stdout) == (0, '0\n'), done.stderr
+
+
 def test_a_folder_the_root_filesystem_does_not_show_is_refused_saying_why(clone):
   done = run(clone, 'rootfs', '/', 'pwd')  # / is never bound: it is the root filesystem's own
   assert done.returncode == 1 and done.stdout == ''
@@ -184,6 +196,8 @@ def test_doctor_says_what_tensorflow_sees_and_why_it_picks_its_profile(monkeypat
   assert lines[0].startswith('TensorFlow 2.') and 'CUDA' in lines[0] and 'cuDNN' in lines[0]
   assert lines[1].startswith('libcuda.so.1 ')
   assert any(line.startswith('device /physical_device:CPU:0') for line in lines)
+  onednn = 'on' if os.environ.get('TF_ENABLE_ONEDNN_OPTS') == '1' else ''
+  assert any(line.startswith(f'CPU kernels: oneDNN {onednn}') for line in lines), lines
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   expected = 'gpu' if tf.config.list_physical_devices('GPU') else 'cpu'
   assert lines[-1].startswith(f"--profile auto picks '{expected}': "), lines
