@@ -2,8 +2,10 @@
 
 Trains, with the pipeline's own code (training.train, export, the Evaluator's measures),
 --retrains models of the `cpu` profile (the default recipe and budget), differing only in
-their seed (initialisation, data order, noise), and degraded variants of it: a quarter of
-the steps, and the seed's recipe at its old 3,000-step budget. Then:
+their seed (initialisation, data order, noise), and --degraded variants of it: a quarter of
+the steps (`quarter`), the first retrain with every weight moved by noise of 0.1 or 0.3 of
+its variable's spread (`perturbed-0.1`, `perturbed-0.3`: known damage, no training), or
+the seed's recipe at its old 3,000-step budget (`seed-recipe`, a long training). Then:
 
 1. Noise. For every gated metric, its spread across the retrains (measured_sd) and its
    estimator noise on the eval set (estimator_sd: the bootstrap over eval glyphs and sample
@@ -22,12 +24,14 @@ the steps, and the seed's recipe at its old 3,000-step budget. Then:
 
     python benchmarks/gate_noise.py --out /tmp/gate                      # train, measure, print
     python benchmarks/gate_noise.py --out /tmp/gate --noise-out components/evaluator/retrain_noise.json
+    python benchmarks/gate_noise.py --out /tmp/gate --degraded quarter seed-recipe   # other variants
 """
 import argparse
 import glob
 import itertools
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -36,7 +40,7 @@ import numpy as np
 from cns_vaegan.components.evaluator import (baselines, blessing_rules, executor,
                                              paired_comparison, quality_metrics)
 from cns_vaegan.components.evaluator import retrain_noise as retrain_noise_file
-from cns_vaegan.components.trainer import export, training
+from cns_vaegan.components.trainer import export, perturbation, training
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
 from cns_vaegan.pipeline import configs
@@ -46,27 +50,46 @@ import recipe_ablation  # pylint: disable=g-import-not-at-top
 import reference_models  # pylint: disable=g-import-not-at-top
 
 CPU = configs.PROFILES['cpu']
+# --degraded variants: {key: (name, training settings, share of the steps, weight perturbation)}.
 DEGRADED = {
-    'a quarter of the steps': ({}, 0.25),
-    'the seed recipe, 3,000 steps': ({k: TrainingConfig().to_dict()[k] for k in CPU['training']}, None),
+    'quarter': ('a quarter of the steps', {}, 0.25, None),
+    'perturbed-0.1': ('retrain 0, weights moved by 0.1 sd', {}, None, 0.1),
+    'perturbed-0.3': ('retrain 0, weights moved by 0.3 sd', {}, None, 0.3),
+    'seed-recipe': ('the seed recipe, 3,000 steps',
+                    {k: TrainingConfig().to_dict()[k] for k in CPU['training']}, None, None),
 }
+DEFAULT_DEGRADED = ['quarter', 'perturbed-0.1', 'perturbed-0.3']
 OLD_DEFAULT_STEPS = 3000
 
 
-def train_model(folder: str, examples: str, settings: dict, steps: int) -> str:
-  """Trains and exports one model (resuming from its checkpoint); returns its model folder."""
-  model_dir = os.path.join(folder, 'model')
-  if os.path.exists(os.path.join(model_dir, 'Format-Serving', 'saved_model.pb')):
-    return model_dir
+def _trained(folder: str, examples: str, settings: dict, steps: int):
+  """training.train in `folder` (resuming from its checkpoint: a finished one trains no step)."""
   arch = Architecture.load(CPU['architecture'])
   config = TrainingConfig.from_dict(dict(CPU['training'], projector_samples=0, **settings))
   pattern = lambda split: [os.path.join(examples, f'Split-{split}', '*')]
+  return training.train(pattern('train'), pattern('eval'), arch, config, steps,
+                        os.path.join(folder, 'logs'), os.path.join(folder, 'checkpoints')), pattern
+
+
+def train_model(folder: str, examples: str, settings: dict, steps: int, perturb=None, source=None) -> str:
+  """Trains and exports one model (resuming from its checkpoint); returns its model folder.
+  With `perturb`, the finished model in folder `source` is restored instead, and exported
+  with its weights moved by that fraction of their spread (perturbation.py)."""
+  model_dir = os.path.join(folder, 'model')
+  if os.path.exists(os.path.join(model_dir, 'Format-Serving', 'saved_model.pb')):
+    return model_dir
   start = time.perf_counter()
-  model = training.train(pattern('train'), pattern('eval'), arch, config, steps,
-                         os.path.join(folder, 'logs'), os.path.join(folder, 'checkpoints'))
-  export.export_trained(model, os.path.join(model_dir, 'Format-Serving'), pattern('train'), pattern('eval'))
+  if perturb is not None and not os.path.exists(os.path.join(folder, 'checkpoints')):
+    shutil.copytree(os.path.join(source, 'checkpoints'), os.path.join(folder, 'checkpoints'))
+  model, pattern = _trained(folder, examples, settings, steps)
+  serving_dir = os.path.join(model_dir, 'Format-Serving')
+  if perturb is None:
+    export.export_trained(model, serving_dir, pattern('train'), pattern('eval'))
+  else:
+    with perturbation.perturbed_weights(model, perturb):
+      export.export_trained(model, serving_dir, pattern('train'), pattern('eval'))
   with open(os.path.join(folder, 'training.json'), 'w', encoding='utf-8') as f:
-    json.dump({'settings': config.to_dict(), 'steps': steps,
+    json.dump({'settings': settings, 'steps': steps, 'perturbed': perturb, 'source': source,
                'seconds': time.perf_counter() - start}, f, indent=1)
   print(f'trained {folder}: {steps} steps in {time.perf_counter() - start:.0f} s', flush=True)
   return model_dir
@@ -76,16 +99,19 @@ def models_to_measure(args) -> dict:
   """{name: model folder}: the retrains, then the degraded variants; trained when missing
   (with --existing, only those already trained)."""
   steps = CPU['train_steps']
-  wanted = {f'retrain {seed}': (f'retrain_{seed}', {'seed': seed}, steps) for seed in range(args.retrains)}
-  for index, (name, (settings, share)) in enumerate(DEGRADED.items()):
-    wanted[f'degraded: {name}'] = (f'degraded_{index}', settings,
-                                   int(steps * share) if share else OLD_DEFAULT_STEPS)
+  wanted = {f'retrain {seed}': (f'retrain_{seed}', {'seed': seed}, steps, None)
+            for seed in range(args.retrains)}
+  for key in args.degraded:
+    name, settings, share, perturb = DEGRADED[key]
+    model_steps = int(steps * share) if share else (steps if perturb is not None else OLD_DEFAULT_STEPS)
+    wanted[f'degraded: {name}'] = (f'degraded_{key}', settings, model_steps, perturb)
   out = {}
-  for name, (folder, settings, model_steps) in wanted.items():
+  for name, (folder, settings, model_steps, perturb) in wanted.items():
     folder = os.path.join(args.out, folder)
     if args.existing and not os.path.exists(os.path.join(folder, 'model', 'Format-Serving', 'saved_model.pb')):
       continue
-    out[name] = train_model(folder, args.examples, settings, model_steps)
+    out[name] = train_model(folder, args.examples, settings, model_steps, perturb,
+                            source=os.path.join(args.out, 'retrain_0'))
   return out
 
 
@@ -129,6 +155,8 @@ def main():
   parser.add_argument('--noise-out', help='write the retrain noise here (the gate reads '
                       'components/evaluator/retrain_noise.json)')
   parser.add_argument('--fragment', help='also write the tables to docs/generated/<FRAGMENT>.md')
+  parser.add_argument('--degraded', nargs='*', choices=sorted(DEGRADED), default=DEFAULT_DEGRADED,
+                      help='the degraded variants (default: %(default)s)')
   parser.add_argument('--train-only', action='store_true')
   parser.add_argument('--existing', action='store_true', help='measure the models trained so far only')
   args = parser.parse_args()

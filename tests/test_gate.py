@@ -9,13 +9,12 @@ leans on the run's own estimator noise, as it must on a user's small folder.
 import json
 import os
 
-import numpy as np
 import pytest
 from tfx.types import artifact_utils, standard_artifacts
 
 from cns_vaegan.components.evaluator import blessing_rules, executor
 from cns_vaegan.components.pusher import executor as pusher_executor
-from cns_vaegan.components.trainer import export, training
+from cns_vaegan.components.trainer import export, perturbation, training
 from cns_vaegan.components.trainer.architecture import Architecture
 from cns_vaegan.components.trainer.training_config import TrainingConfig
 from cns_vaegan.pipeline import configs
@@ -83,18 +82,9 @@ def _evaluate(tmp_path, glyph_tfrecords, model, baseline=None, thresholds=None):
 
 
 def _damaged(model, glyph_tfrecords, folder):
-  """The model exported with every trained weight moved by Gaussian noise of its variable's
-  spread (batch norm's moving statistics left alone: they are not weights)."""
-  rng = np.random.default_rng(0)
-  variables = [v for net in model.networks.values() for v in net.trainable_variables]
-  saved = [v.numpy() for v in variables]
-  try:
-    for variable, value in zip(variables, saved):
-      variable.assign(value + rng.normal(0, value.std() + 1e-3, value.shape).astype(value.dtype))
+  """The model exported with every trained weight moved by noise of its variable's spread."""
+  with perturbation.perturbed_weights(model, scale=1.0):
     return _export(model, glyph_tfrecords, folder, 9)
-  finally:
-    for variable, value in zip(variables, saved):
-      variable.assign(value)
 
 
 def test_the_default_thresholds_refuse_a_model_trained_for_seconds(tmp_path, glyph_tfrecords, models):
