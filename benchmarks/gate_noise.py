@@ -91,7 +91,8 @@ def train_model(folder: str, examples: str, settings: dict, steps: int, perturb=
   with open(os.path.join(folder, 'training.json'), 'w', encoding='utf-8') as f:
     json.dump({'settings': settings, 'steps': steps, 'perturbed': perturb, 'source': source,
                'seconds': time.perf_counter() - start}, f, indent=1)
-  print(f'trained {folder}: {steps} steps in {time.perf_counter() - start:.0f} s', flush=True)
+  what = f'{steps} steps' if perturb is None else f'{source} restored, weights moved by {perturb} sd'
+  print(f'made {folder}: {what} in {time.perf_counter() - start:.0f} s', flush=True)
   return model_dir
 
 
