@@ -214,6 +214,13 @@ def main():
     out.print(f"| {path} | {values} | {np.mean(entry['values']):.4g} | {entry['measured_sd']:.3g} | "
           f"{entry['estimator_sd']:.3g} | {entry['retrain_sd']:.3g} |")
 
+  seconds = {}
+  for name, folder in folders.items():
+    with open(os.path.join(os.path.dirname(folder), 'training.json'), encoding='utf-8') as f:
+      seconds[name] = json.load(f)['seconds']
+  out.print('\nWall time to train and export each (s, other jobs may have shared the machine): ' +
+            ', '.join(f'{name} {value:.0f}' for name, value in seconds.items()))
+
   # ---- 2. the loop a user runs
   out.print('\n## The loop: each model judged against the latest blessed one\n')
   out.print('| model | judged against | verdict | nearest to its margin (worse / margin) | '
