@@ -25,7 +25,6 @@ def child(steps: int) -> dict:
   """Images/s in this process, under whatever TF_ENABLE_ONEDNN_OPTS it was started with."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
   from cns_vaegan.components.trainer import training  # pylint: disable=import-outside-toplevel
   from cns_vaegan.components.trainer.architecture import Architecture  # pylint: disable=import-outside-toplevel
   from cns_vaegan.components.trainer.training_config import TrainingConfig  # pylint: disable=import-outside-toplevel
@@ -43,7 +42,7 @@ def child(steps: int) -> dict:
     model = VAEGAN(arch, config, strategy)
   batch = train_throughput.random_batch(arch, config.batch_size)
   distributed = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
-  figures = {'onednn': bool(_pywrap_util_port.IsMklEnabled()), 'dtype': training.compute_policy(config),
+  figures = {'onednn': training.onednn_enabled(), 'dtype': training.compute_policy(config),
              'train step, batch 64': train_throughput.rate(lambda: model.train_step(distributed),
                                                            config.batch_size, steps)}
   encode = tf.function(lambda x: model.encode(x)[0])

@@ -25,9 +25,8 @@ def libcuda() -> str:
 def cpu_kernels() -> str:
   """Whether TensorFlow's oneDNN CPU kernels are on (TF_ENABLE_ONEDNN_OPTS; scripts/env.sh
   turns them on: on AVX2-only CPUs TensorFlow leaves them off, and trains several times slower)."""
-  from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
   from cns_vaegan.components.trainer import training  # pylint: disable=import-outside-toplevel
-  state = 'on' if _pywrap_util_port.IsMklEnabled() else 'off'
+  state = 'on' if training.onednn_enabled() else 'off'
   return (f'CPU kernels: oneDNN {state} (TF_ENABLE_ONEDNN_OPTS={os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")}); '
           f'BF16 instructions: {"yes: the cpu profile trains in bfloat16" if training.cpu_has_bf16() else "no: the cpu profile trains in float32"}')
 

@@ -82,6 +82,12 @@ def cpu_has_bf16() -> bool:
   return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
 
+def onednn_enabled() -> bool:
+  """Whether TensorFlow runs its oneDNN CPU kernels (TF_ENABLE_ONEDNN_OPTS, read when it loads)."""
+  from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
+  return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def compute_policy(config: TrainingConfig) -> str:
   """The Keras dtype policy a run trains under: with `mixed_precision`, float16 on a GPU,
   bfloat16 on a CPU with BF16 instructions, else (and without it) float32."""
