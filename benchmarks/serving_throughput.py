@@ -8,14 +8,17 @@ so the load generator costs little beside the server. For encode, decode and ari
 requests of 1 image at 1, 8 and 32 concurrent clients, and of 32 images at 1 and 8:
 images/s, p50 and p99 latency, and the server's CPU time per image (its own process, so
 other work on the machine does not count in it), off and on side by side, cell by cell;
-and the same signature called in this process at batch 1 and 32, the rate the server can
-approach. Each cell is bounded: at most --requests requests and --seconds seconds, after an
+and the same signature called in this process at the request's batch and at the largest
+batch the cell's requests can form (images a request x min(clients, the server's --workers)),
+images/s and CPU ms an image: once the unbatched server keeps every core busy, the ratio of
+those two CPU costs bounds what batching can gain. Each cell is bounded: at most --requests requests and --seconds seconds, after an
 unmeasured warm-up burst.
 
     make benchmark-serving                 # the pushed model under outputs/serving, if any,
                                            # else an untrained model of the cpu profile's size
     make benchmark-serving ARGS="--batching-args '--batching-parameters-file my.config'"
     make benchmark-serving ARGS="--fragment serving_throughput"   # also docs/generated/
+    make benchmark-serving ARGS="--signatures encode --cells 1x1,1x8"   # a few cells only
 """
 import argparse
 import concurrent.futures
@@ -40,14 +43,13 @@ from cns_vaegan.components.trainer.training_config import TrainingConfig  # noqa
 from cns_vaegan.components.trainer.vaegan import VAEGAN  # noqa: E402
 from cns_vaegan.data import render_glyphs  # noqa: E402
 from cns_vaegan.pipeline import configs  # noqa: E402
-from cns_vaegan.serving import batching  # noqa: E402
+from cns_vaegan.serving import batching, model_server  # noqa: E402
 from cns_vaegan.serving.servables import available_versions, load_servable  # noqa: E402
 
 import fragments  # noqa: E402  pylint: disable=g-import-not-at-top  (benchmarks/ is on sys.path)
 
 SIGNATURES = ('encode', 'decode', 'arithmetic')
 CELLS = ((1, 1), (1, 8), (1, 32), (32, 1), (32, 8))  # (images a request, concurrent clients)
-MAX_CLIENTS = max(clients for _, clients in CELLS)
 
 
 def requests_for(signature: str, batch: int, pngs, z_dim: int):
@@ -88,6 +90,21 @@ def the_model(model_base_path: str):
                 f'z {arch.z_dim}; it costs what a trained one does), none being pushed')
 
 
+def formed_batch(signature: str, batch: int, requests: int, pngs, z_dim: int) -> int:
+  """Rows `requests` requests of `batch` rows can share a run in: a batch's images stay within
+  the server's per-request image budget (arithmetic makes K images a row)."""
+  per_row = export.request_images(signature, requests_for(signature, 1, pngs, z_dim))
+  return min(batch * requests, batching.DEFAULT_PARAMETERS.max_batch_size,
+             max(batch, model_server.ServerOptions().max_batch_size // per_row))
+
+
+def server_workers(server_args) -> int:
+  """The threads the server runs requests on (--workers): at most that many requests share a batch."""
+  parser = argparse.ArgumentParser(add_help=False)
+  parser.add_argument('--workers', type=int, default=model_server.ServerOptions().workers)
+  return parser.parse_known_args(server_args)[0].workers
+
+
 def measure(server: ServerProcess, channels, request, batch: int, args):
   """(images/s, p50 ms, p99 ms, server CPU ms an image) of one cell against one server."""
   stubs = [prediction_service_pb2_grpc.PredictionServiceStub(channel) for channel in channels]
@@ -106,17 +123,21 @@ def main():
   parser.add_argument('--requests', type=int, default=5000, help='most requests a cell')
   parser.add_argument('--seconds', type=float, default=5.0, help='most seconds a cell')
   parser.add_argument('--signatures', default=','.join(SIGNATURES), help='comma-separated')
+  parser.add_argument('--cells', default=','.join(f'{b}x{c}' for b, c in CELLS),
+                      help='comma-separated IMAGESxCLIENTS cells (default %(default)s)')
   parser.add_argument('--server-args', default='', help='more flags for both servers')
   parser.add_argument('--batching-args', default='',
                       help='flags for the batching server only (default: its defaults)')
   parser.add_argument('--fragment', help='also write the table to docs/generated/<FRAGMENT>.md')
   args = parser.parse_args()
+  cells = [tuple(int(n) for n in cell.split('x')) for cell in args.cells.split(',')]
   out = fragments.Fragment(args.fragment)
   base, source = the_model(args.model_base_path)
   extra = shlex.split(args.server_args)
   servers = {'off': ServerProcess(base, '--no-batching', *extra),
              'on': ServerProcess(base, *extra, *shlex.split(args.batching_args))}
-  channels = {mode: [grpc.insecure_channel(f'127.0.0.1:{server.port}') for _ in range(MAX_CLIENTS)]
+  channels = {mode: [grpc.insecure_channel(f'127.0.0.1:{server.port}')
+                     for _ in range(max(clients for _, clients in cells))]
               for mode, server in servers.items()}
   renderer = render_glyphs.GlyphRenderer()
   pngs = [renderer.render_png(c) for c in '酪鉻鉸你妳如']
@@ -130,33 +151,51 @@ def main():
             f'cells of at most {args.requests} requests and {args.seconds:g} s.', '')
   head = ' | '.join(f'{mode} {name}' for mode in ('off', 'on')
                     for name in ('img/s', 'p50 ms', 'p99 ms', 'cpu ms/img'))
-  out.print(f'| signature | images a request | clients | {head} | on/off img/s | on/off p99 | in-process img/s |',
-            '|---' * 14 + '|')
-  in_process = {}  # (signature, batch) -> images/s of the signature called in this process
+  workers = server_workers(extra)
+  out.print(f'| signature | images a request | clients | {head} | on/off img/s | on/off p99 | '
+            'in-process img/s | in-process cpu ms/img | formed batch | its in-process img/s | '
+            'its in-process cpu ms/img | cpu ms/img ratio |', '|---' * 20 + '|')
+  in_process = {}  # (signature, batch) -> (images/s, CPU ms an image) of a call in this process
+  floors = []  # what 3x the unbatched rate would cost at most, against the model's own cost
+
+  def called_here(signature: str, batch: int):
+    if (signature, batch) not in in_process:
+      tensors = {k: tf.constant(v) for k, v in requests_for(signature, batch, pngs, z_dim).items()}
+      local = lambda: servable.signatures[signature](**tensors)
+      local()
+      cpu = time.process_time()
+      count, seconds, _ = run_cell([local], args.requests, args.seconds)
+      in_process[signature, batch] = (count * batch / seconds,
+                                      (time.process_time() - cpu) * 1e3 / (count * batch))
+    return in_process[signature, batch]
+
   try:
     for signature in args.signatures.split(','):
-      for batch, concurrency in CELLS:
-        inputs = requests_for(signature, batch, pngs, z_dim)
-        if (signature, batch) not in in_process:
-          tensors = {k: tf.constant(v) for k, v in inputs.items()}
-          local = lambda: servable.signatures[signature](**tensors)  # pylint: disable=cell-var-from-loop
-          local()
-          count, seconds, _ = run_cell([local], args.requests, args.seconds)
-          in_process[signature, batch] = count * batch / seconds
-        request = predict_request(signature, inputs)
+      for batch, concurrency in cells:
+        request = predict_request(signature, requests_for(signature, batch, pngs, z_dim))
         figures = {mode: measure(servers[mode], channels[mode][:concurrency], request, batch, args)
                    for mode in ('off', 'on')}
-        cells = ' | '.join(f'{rate:.1f} | {p50:.2f} | {p99:.2f} | {cpu:.2f}'
-                           for rate, p50, p99, cpu in (figures['off'], figures['on']))
+        columns = ' | '.join(f'{rate:.1f} | {p50:.2f} | {p99:.2f} | {cpu:.2f}'
+                             for rate, p50, p99, cpu in (figures['off'], figures['on']))
         (off, _, off99, _), (on, _, on99, _) = figures['off'], figures['on']
-        out.print(f'| {signature} | {batch} | {concurrency} | {cells} | **{on / off:.2f}** | '
-                  f'{on99 / off99:.2f} | {in_process[signature, batch]:.1f} |')
+        formed = formed_batch(signature, batch, min(concurrency, workers), pngs, z_dim)
+        (alone, alone_cpu), (together, together_cpu) = called_here(signature, batch), called_here(signature, formed)
+        out.print(f'| {signature} | {batch} | {concurrency} | {columns} | **{on / off:.2f}** | '
+                  f'{on99 / off99:.2f} | {alone:.1f} | {alone_cpu:.2f} | {formed} | {together:.1f} | '
+                  f'{together_cpu:.2f} | {alone_cpu / together_cpu:.2f} |')
+        if batch == 1 and concurrency > 1:
+          floors.append(f'{signature} at {concurrency} clients needs at most '
+                        f'{figures["off"][3] / 3:.2f} server CPU ms an image for 3× the unbatched '
+                        f'rate, the model alone costs {together_cpu:.2f} at batch {formed}')
   finally:
     for mode_channels in channels.values():
       for channel in mode_channels:
         channel.close()
     for server in servers.values():
       server.stop()
+    if floors:
+      out.print('', 'Where every core is busy either way, images/s go as 1 / (server CPU an image): '
+                + '; '.join(floors) + '.')
     out.print('', f'Load average at the end: {os.getloadavg()[0]:.1f} (1 min).')
     out.close()
 
