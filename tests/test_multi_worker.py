@@ -204,6 +204,19 @@ def test_a_failed_worker_stops_the_others():
   assert time.monotonic() - started < 10
 
 
+def test_local_workers_share_the_cores_unless_told():
+  """Each of N loopback workers gets cores / N op threads (at least 1); a set value is kept."""
+  def started_with(threads: str, workers: int, env: dict) -> None:
+    check = [sys.executable, '-c', 'import os, sys; '
+             'sys.exit(os.environ.get("TF_NUM_INTRAOP_THREADS") != sys.argv[1])', threads]
+    local_cluster.wait(local_cluster.start(check, workers, env=env), timeout=30)
+
+  plain = {'PATH': os.environ['PATH']}
+  started_with(str(max(1, os.cpu_count() // 2)), 2, plain)
+  started_with('1', os.cpu_count() + 1, plain)
+  started_with('7', 2, dict(plain, TF_NUM_INTRAOP_THREADS='7'))
+
+
 def test_the_local_runners_workers_flag_gives_the_trainer_the_cluster_executor(tmp_path):
   from cns_vaegan.pipeline import local_runner, pipeline  # pylint: disable=import-outside-toplevel
 

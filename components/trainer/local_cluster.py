@@ -10,7 +10,10 @@ all of them, and fails if any fails, stopping the others (which would wait on th
 collectives). Separate processes are needed: every worker needs its own TensorFlow
 server, and MultiWorkerMirroredStrategy must be made before a process runs any op, while
 LocalDagRunner's process has run TensorFlow for the components before the Trainer.
-The workers' output goes where the executor's does (the run's log file).
+The workers' output goes where the executor's does (the run's log file). Unless the
+environment already says, the workers share the machine's cores between them
+(TF_NUM_INTRAOP_THREADS): N processes each sized for every core would spin against each
+other at every collective of the step.
 """
 import importlib
 import json
@@ -48,15 +51,24 @@ def free_ports(count: int) -> List[int]:
       s.close()
 
 
+def shared_cores(workers: int, env: dict) -> dict:
+  """`env` with each of `workers` processes given its share of this machine's cores for
+  TensorFlow's op threads, unless `env` already sets TF_NUM_INTRAOP_THREADS."""
+  if 'TF_NUM_INTRAOP_THREADS' in env:
+    return env
+  return dict(env, TF_NUM_INTRAOP_THREADS=str(max(1, (os.cpu_count() or 1) // workers)))
+
+
 def start(argv: Sequence[str], workers: int, outputs: Optional[Sequence[IO]] = None,
           env: Optional[dict] = None) -> List[subprocess.Popen]:
   """Starts `argv` `workers` times, process i with TF_CONFIG naming it worker i (0 leads);
   process i writes to outputs[i] (default: this process's stdout and stderr)."""
   addresses = [f'localhost:{port}' for port in free_ports(workers)]
+  base = shared_cores(workers, dict(env or os.environ))
   processes = []
   for index in range(workers):
     output = outputs[index] if outputs else None
-    environment = dict(env or os.environ, TF_CONFIG=cluster.tf_config(addresses, index))
+    environment = dict(base, TF_CONFIG=cluster.tf_config(addresses, index))
     processes.append(subprocess.Popen(list(argv), env=environment, stdout=output,
                                       stderr=subprocess.STDOUT if output else None))
   return processes
