@@ -11,8 +11,8 @@ other work on the machine does not count in it), off and on side by side, cell b
 and the same signature called in this process at the request's batch and at the largest
 batch the cell's requests can form (images a request x min(clients, the server's --workers)),
 images/s and CPU ms an image: once the unbatched server keeps every core busy, the ratio of
-those two CPU costs bounds what batching can gain. Each cell is bounded: at most --requests requests and --seconds seconds, after an
-unmeasured warm-up burst.
+those two CPU costs bounds what batching can gain. Each cell is bounded: at most --requests
+requests and --seconds seconds, after an unmeasured warm-up burst.
 
     make benchmark-serving                 # the pushed model under outputs/serving, if any,
                                            # else an untrained model of the cpu profile's size
